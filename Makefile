@@ -1,0 +1,56 @@
+# latentlab: `make figures` (every notebook at the default profile, in place) and `make test`.
+# Everything runs inside .venv, which `make env` builds (again only when pyproject.toml changes).
+
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PROFILE ?= default
+NB      ?= *
+STAMP   := $(VENV)/.installed-stamp
+
+# Batch runs print no progress bars (they would bloat the notebooks' stored outputs).
+export LATENTLAB_PROGRESS ?= 0
+
+.PHONY: help env test unit smoke figures lab lint bench clean
+
+help:
+	@echo "make figures [PROFILE=default|paper] [NB='01*']  run notebooks in place, write figures/"
+	@echo "make test                                         unit tests + every notebook at smoke size (nbval)"
+	@echo "make env | smoke | lab | lint | bench | clean"
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+test: unit smoke
+
+unit: env
+	$(BIN)/python -m pytest -q tests
+
+# papermill writes parameterised copies to build/smoke/, nbval executes them; figures go to build/ too.
+smoke: env
+	rm -rf build/smoke
+	$(BIN)/python -m latentlab.runner smoke --nb '$(NB)'
+	LATENTLAB_FIGURES=$(CURDIR)/build/smoke/figures $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=1200 build/smoke
+
+figures: env
+	$(BIN)/python -m latentlab.runner figures --profile $(PROFILE) --nb '$(NB)'
+
+lab: env
+	$(BIN)/jupyter lab notebooks
+
+lint: env
+	$(BIN)/ruff check lib tests
+
+bench: env
+	$(BIN)/python -m latentlab.runner bench --nb '$(NB)'
+	@if [ -f tests/bench_selector.py ]; then $(BIN)/python tests/bench_selector.py; fi
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,154 @@
+"""Run the notebook series at a profile: `python -m latentlab.runner {figures,smoke,bench,check}`.
+
+Profiles: 'default' is each notebook's own `parameters` cell; 'smoke' and 'paper' override it with
+configs/<profile>.yaml, a mapping {notebook stem: {PARAMETER: value}}.
+- figures: execute notebooks/<stem>.ipynb in place (papermill), so the committed notebook carries the
+  outputs of that profile; papermill's timing metadata is dropped to keep diffs small.
+- smoke: write parameterised copies to build/smoke/ for nbval to execute (`make test`).
+- bench: wall time of each notebook at smoke and default profile into build/bench.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO / "notebooks"
+CONFIGS = REPO / "configs"
+BUILD = REPO / "build"
+PROFILES = ("default", "smoke", "paper")
+
+
+def notebooks(pattern: str = "*") -> list[Path]:
+    """The numbered notebooks whose file name matches pattern (e.g. '01*')."""
+    found = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb") if fnmatch.fnmatch(p.name, pattern)
+                   or fnmatch.fnmatch(p.stem, pattern))
+    if not found:
+        raise SystemExit(f"No notebook in {NOTEBOOKS} matches {pattern!r}.")
+    return found
+
+
+def overrides(profile: str, stem: str) -> dict:
+    """The parameters configs/<profile>.yaml sets for one notebook ({} for the default profile)."""
+    if profile not in PROFILES:
+        raise SystemExit(f"Unknown profile {profile!r}. Choose one of: {', '.join(PROFILES)}.")
+    if profile == "default":
+        return {}
+    config = yaml.safe_load((CONFIGS / f"{profile}.yaml").read_text()) or {}
+    return dict(config.get(stem) or {})
+
+
+def unknown_overrides(profile: str) -> list[str]:
+    """Overrides in configs/<profile>.yaml that name no notebook or no parameter of it."""
+    config = yaml.safe_load((CONFIGS / f"{profile}.yaml").read_text()) or {}
+    stems = {p.stem: p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")}
+    bad = []
+    for stem, params in config.items():
+        if stem not in stems:
+            bad.append(f"{profile}.yaml: {stem!r} is no notebook in notebooks/")
+            continue
+        known = set(pm.inspect_notebook(str(stems[stem])))
+        bad += [f"{profile}.yaml: {stem}.{k} is not a parameter of {stem}" for k in (params or {}) if k not in known]
+    return bad
+
+
+def _strip(path: Path, profile: str, params: dict) -> None:
+    """Drop papermill's per-cell timing and keep only which profile and parameters made the outputs."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+    nb.metadata["papermill"] = {"profile": profile, "parameters": params}
+    nbformat.write(nb, path)
+
+
+def _drop_injected(path: Path) -> None:
+    """Remove a parameters cell injected by an earlier run (another profile), so only one profile shows."""
+    nb = nbformat.read(path, as_version=4)
+    keep = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    if len(keep) != len(nb.cells):
+        nb.cells = keep
+        nbformat.write(nb, path)
+
+
+def execute(src: Path, dst: Path, profile: str) -> float:
+    """Execute src at a profile into dst; return the wall time in seconds."""
+    params = overrides(profile, src.stem)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src == dst:
+        _drop_injected(src)
+    start = time.perf_counter()
+    pm.execute_notebook(str(src), str(dst), parameters=params, cwd=str(NOTEBOOKS), kernel_name="python3",
+                        progress_bar=False, log_output=False, request_save_on_cell_execute=False)
+    seconds = time.perf_counter() - start
+    _strip(dst, profile, params)
+    return seconds
+
+
+def figures(profile: str, pattern: str) -> None:
+    """Re-execute the committed notebooks in place at a profile (writes figures/<notebook>/)."""
+    for nb in notebooks(pattern):
+        print(f"[{profile}] {nb.name} ...", flush=True)
+        print(f"[{profile}] {nb.name} done in {execute(nb, nb, profile):.0f} s", flush=True)
+
+
+def smoke(pattern: str, out: Path = BUILD / "smoke") -> None:
+    """Write smoke-size copies of the notebooks to out/ (nbval executes them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for nb in notebooks(pattern):
+        pm.execute_notebook(str(nb), str(out / nb.name), parameters=overrides("smoke", nb.stem), prepare_only=True,
+                            kernel_name="python3", progress_bar=False)
+        print(f"[smoke] prepared {out / nb.name}")
+
+
+def bench(pattern: str, profiles: tuple[str, ...] = ("smoke", "default")) -> None:
+    """Time every notebook at each profile (copies under build/bench/, figures too) into build/bench.csv."""
+    os.environ.setdefault("LATENTLAB_FIGURES", str(BUILD / "bench" / "figures"))
+    rows = []
+    for profile in profiles:
+        for nb in notebooks(pattern):
+            seconds = execute(nb, BUILD / "bench" / profile / nb.name, profile)
+            rows.append({"what": nb.stem, "profile": profile, "seconds": round(seconds, 1)})
+            print(f"[bench] {nb.stem:<28} {profile:<8} {seconds:7.1f} s", flush=True)
+    path = BUILD / "bench.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["what", "profile", "seconds"])
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+    print(f"[bench] appended {len(rows)} rows to {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m latentlab.runner", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["figures", "smoke", "bench", "check"])
+    parser.add_argument("--profile", default="default", choices=["default", "paper"],
+                        help="profile for 'figures' (default: the notebooks' own parameters)")
+    parser.add_argument("--nb", default="*", help="notebook file-name pattern, e.g. '01*' (default: all)")
+    args = parser.parse_args(argv)
+    if args.command == "figures":
+        figures(args.profile, args.nb)
+    elif args.command == "smoke":
+        smoke(args.nb)
+    elif args.command == "bench":
+        bench(args.nb)
+    else:
+        bad = unknown_overrides("smoke") + unknown_overrides("paper")
+        print("\n".join(bad) or "configs: every override names a real parameter")
+        sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Profiles, notebooks and packaging stay consistent."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import papermill as pm
+import pytest
+import yaml
+
+from latentlab import runner
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS and NOTEBOOKS[0].name.startswith("00_")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "paper"])
+def test_every_override_names_a_real_parameter(profile):
+    assert runner.unknown_overrides(profile) == []
+
+
+def test_a_misspelt_override_is_caught(tmp_path, monkeypatch):
+    stem = NOTEBOOKS[0].stem
+    (tmp_path / "smoke.yaml").write_text(yaml.safe_dump({stem: {"SEEDZ": [0]}, "99_nothing": {"A": 1}}))
+    monkeypatch.setattr(runner, "CONFIGS", tmp_path)
+    bad = runner.unknown_overrides("smoke")
+    assert any("SEEDZ" in b for b in bad) and any("99_nothing" in b for b in bad)
+
+
+def test_every_notebook_has_a_smoke_profile():
+    smoke = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
+    assert {nb.stem for nb in NOTEBOOKS} <= set(smoke)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_is_first_and_holds_upper_case_literals_only(nb):
+    code = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+    assert "parameters" in code[0]["metadata"].get("tags", []), "the first code cell must be tagged 'parameters'"
+    names = []
+    for node in ast.parse("".join(code[0]["source"])).body:
+        assert isinstance(node, ast.Assign), f"only assignments in the parameters cell: {ast.unparse(node)}"
+        names.append(node.targets[0].id)
+        assert names[-1].isupper(), f"{names[-1]} is not UPPER_CASE"
+        ast.literal_eval(node.value)  # raises on anything but a literal
+    # papermill must see every one of them (a '=' inside a trailing comment, say, hides a parameter)
+    assert sorted(pm.inspect_notebook(str(nb))) == sorted(names)
+
+
+def _names(specs: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~\[ ;]", s, maxsplit=1)[0].lower() for s in specs}
+
+
+def test_environment_yml_names_the_same_packages_as_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert _names([p for p in pip if not p.startswith("-e")]) == _names(wanted)
+    assert "-e .[dev]" in pip and "python=3.11" in env["dependencies"]
+    # the specifiers match too, so conda users get the same tested versions
+    assert sorted(p for p in pip if not p.startswith("-e")) == sorted(wanted)

@@ -1,0 +1,97 @@
+"""The training core, the classifiers and MC dropout."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from latentlab import repro, train
+from latentlab.models import SmallCNN, build_classifier, mc_dropout, resnet18_28
+
+
+def _toy(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bright top half (class 1) or bright bottom half (class 0), plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.rand(n, 1, 16, 16, generator=g) * 0.5
+    x[y == 1, :, :8] += 0.5
+    x[y == 0, :, 8:] += 0.5
+    return x, y
+
+
+def test_fit_learns_a_separable_problem_and_keeps_the_best_epoch():
+    repro.seed_everything(0)
+    result = train.fit(SmallCNN(1, 2, width=8), _toy(), _toy(128, 1), task="binary-class", epochs=6, batch_size=32)
+    assert train.evaluate(result.model, _toy(200, 2), task="binary-class")["accuracy"] > 0.95
+    losses = [r["val_loss"] for r in result.history]
+    assert result.best_epoch == losses.index(min(losses))
+    assert not result.model.training
+
+
+def test_fit_is_repeatable_with_a_seed():
+    states = []
+    for _ in range(2):
+        repro.seed_everything(7)
+        model = SmallCNN(1, 2, width=4)
+        train.fit(model, _toy(64), None, task="binary-class", epochs=2, batch_size=16)
+        states.append(torch.cat([p.flatten() for p in model.parameters()]))
+    assert torch.equal(states[0], states[1])
+
+
+def test_early_stopping_and_val_every():
+    repro.seed_everything(0)
+    result = train.fit(SmallCNN(1, 2, width=4), _toy(64), _toy(64, 1), task="binary-class", epochs=200,
+                       patience=4, val_every=2, lr=0.05)
+    assert len(result.history) < 200
+    assert all(("val_loss" in r) == ((r["epoch"] + 1) % 2 == 0) for r in result.history[:-1])
+
+
+def test_extra_samples_join_training_for_their_epoch():
+    calls = []
+
+    def extra(epoch, model):
+        calls.append(epoch)
+        return (torch.rand(10, 1, 16, 16), torch.ones(10, dtype=torch.long)) if epoch % 2 else None
+
+    result = train.fit(SmallCNN(1, 2, width=4), _toy(32), None, task="binary-class", epochs=4, extra=extra)
+    assert calls == [0, 1, 2, 3]
+    assert [r["n_train"] for r in result.history] == [32, 42, 32, 42]
+
+
+def test_multilabel_training_uses_per_label_probabilities():
+    x, y = _toy(64)
+    y2 = torch.stack([y, 1 - y], 1).float()
+    result = train.fit(SmallCNN(1, 2, width=4), (x, y2), (x, y2), task="multi-label, binary-class", epochs=2)
+    p = train.predict_proba(result.model, x, task="multi-label, binary-class")
+    assert p.shape == (64, 2) and not torch.allclose(p.sum(1), torch.ones(64))
+
+
+def test_mc_dropout_passes_differ_while_batchnorm_stays_frozen():
+    model = SmallCNN(1, 3, width=4, dropout=0.5)
+    model.train()
+    model(torch.rand(8, 1, 16, 16))  # give batch-norm non-trivial running statistics
+    bn = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)][0]
+    before = (bn.running_mean.clone(), bn.num_batches_tracked.clone())
+    x = torch.rand(5, 1, 16, 16)
+    mc = train.mc_predict(model, x, T=6, task="multi-class")
+    assert mc.shape == (6, 5, 3) and not torch.allclose(mc[0], mc[1])
+    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.num_batches_tracked, before[1])
+    assert model.training  # the previous mode is restored
+    with mc_dropout(model):
+        assert not bn.training and all(m.training for m in model.modules() if isinstance(m, nn.Dropout))
+    p = train.predict_proba(model, x, task="multi-class")
+    torch.testing.assert_close(p, train.predict_proba(model, x, task="multi-class"))  # eval is deterministic
+    torch.testing.assert_close(p.sum(1), torch.ones(5))
+
+
+def test_resnet18_for_28px_keeps_resolution_in_the_stem():
+    net = resnet18_28(3, 7)
+    assert isinstance(net.maxpool, nn.Identity) and net.conv1.stride == (1, 1) and net.conv1.kernel_size == (3, 3)
+    assert net(torch.rand(2, 3, 28, 28)).shape == (2, 7)
+    assert build_classifier("cnn", 1, 4)(torch.rand(2, 1, 28, 28)).shape == (2, 4)
+
+
+def test_device_and_threads():
+    assert repro.get_device("cpu") == torch.device("cpu")
+    assert repro.get_device("auto").type in {"cpu", "cuda", "mps"}
+    assert repro.set_threads(1) == 1 == torch.get_num_threads()
