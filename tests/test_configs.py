@@ -5,11 +5,11 @@ from __future__ import annotations
 import ast
 import json
 import re
-import tomllib
 from pathlib import Path
 
 import papermill as pm
 import pytest
+import tomllib
 import yaml
 
 from latentlab import runner
@@ -67,3 +67,30 @@ def test_environment_yml_names_the_same_packages_as_pyproject():
     assert "-e .[dev]" in pip and "python=3.11" in env["dependencies"]
     # the specifiers match too, so conda users get the same tested versions
     assert sorted(p for p in pip if not p.startswith("-e")) == sorted(wanted)
+
+
+def test_runner_executes_in_place_at_a_profile_and_keeps_diffs_small(tmp_path, monkeypatch):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("N = 3", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print('N is', N)"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "notebooks").mkdir()
+    path = tmp_path / "notebooks" / "07_tiny.ipynb"
+    nbformat.write(nb, path)
+    (tmp_path / "smoke.yaml").write_text("07_tiny:\n  N: 5\n")
+    monkeypatch.setattr(runner, "NOTEBOOKS", tmp_path / "notebooks")
+    monkeypatch.setattr(runner, "CONFIGS", tmp_path)
+
+    runner.execute(path, path, "smoke")
+    out = nbformat.read(path, as_version=4)
+    assert "N is 5" in out.cells[-1].outputs[0]["text"]
+    assert out.metadata["papermill"] == {"profile": "smoke", "parameters": {"N": 5}}
+    assert not any("papermill" in c.metadata or "execution" in c.metadata for c in out.cells)
+
+    runner.execute(path, path, "default")  # back to the default: the smoke injection must go
+    out = nbformat.read(path, as_version=4)
+    assert "N is 3" in out.cells[-1].outputs[0]["text"]
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in out.cells)

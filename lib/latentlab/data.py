@@ -154,7 +154,8 @@ def _load_medmnist(flag: str, split: str, size: int, root: Path, download: bool,
     x = torch.from_numpy(np.asarray(ds.imgs)).float().div_(255)
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (N,H,W) or (N,H,W,C) -> (N,C,H,W)
     labels = np.asarray(ds.labels)
-    meta = DatasetInfo(flag, info["task"], info["n_channels"], [info["label"][str(i)] for i in range(len(info["label"]))])
+    names = [info["label"][str(i)] for i in range(len(info["label"]))]
+    meta = DatasetInfo(flag, info["task"], info["n_channels"], names)
     y = torch.from_numpy(labels).float() if meta.multilabel else torch.from_numpy(labels.reshape(-1)).long()
     return x.contiguous(), y, meta
 
@@ -218,6 +219,11 @@ def stratified_subset(y, n: int, seed: int) -> np.ndarray:
     # Hand the remaining images to the classes with the largest remainders (ties: larger class first).
     order = np.lexsort((-counts, -(exact - quota)))
     quota[order[: n - quota.sum()]] += 1
+    return _draw(y, classes, quota, seed)
+
+
+def _draw(y: np.ndarray, classes: np.ndarray, quota, seed: int) -> np.ndarray:
+    """quota[i] indices of class classes[i], without replacement, seeded, sorted."""
     rng = np.random.default_rng(seed)
     picks = [rng.choice(np.flatnonzero(y == c), q, replace=False) for c, q in zip(classes, quota)]
     return np.sort(np.concatenate(picks))
@@ -228,8 +234,7 @@ def per_class_subset(y, n_per_class: int, seed: int) -> np.ndarray:
     y = _labels(y)
     classes, counts = np.unique(y, return_counts=True)
     _check_size(n_per_class, "n_per_class", int(counts.min()))
-    rng = np.random.default_rng(seed)
-    return np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), n_per_class, replace=False) for c in classes]))
+    return _draw(y, classes, [n_per_class] * len(classes), seed)
 
 
 def long_tail_counts(n_classes: int, n_max: int, rho: float, profile: str = "exp") -> np.ndarray:
@@ -252,8 +257,7 @@ def long_tail_subset(y, rho: float, profile: str = "exp", n_max: int | None = No
     n_max = int(counts.min()) if n_max is None else n_max
     _check_size(n_max, "n_max (images of the head class)", int(counts.min()))
     quota = long_tail_counts(len(classes), n_max, rho, profile)
-    rng = np.random.default_rng(seed)
-    return np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), q, replace=False) for c, q in zip(classes, quota)]))
+    return _draw(y, classes, quota, seed)
 
 
 def labelled_and_pool(y, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

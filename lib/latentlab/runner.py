@@ -95,11 +95,12 @@ def execute(src: Path, dst: Path, profile: str) -> float:
     return seconds
 
 
-def figures(profile: str, pattern: str) -> None:
-    """Re-execute the committed notebooks in place at a profile (writes figures/<notebook>/)."""
+def figures(profile: str, pattern: str, out: Path | None = None) -> None:
+    """Re-execute the notebooks at a profile, in place or into `out` (figures go to figures/<notebook>/)."""
     for nb in notebooks(pattern):
         print(f"[{profile}] {nb.name} ...", flush=True)
-        print(f"[{profile}] {nb.name} done in {execute(nb, nb, profile):.0f} s", flush=True)
+        seconds = execute(nb, (out / nb.name) if out else nb, profile)
+        print(f"[{profile}] {nb.name} done in {seconds:.0f} s", flush=True)
 
 
 def smoke(pattern: str, out: Path = BUILD / "smoke") -> None:
@@ -137,9 +138,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="default", choices=["default", "paper"],
                         help="profile for 'figures' (default: the notebooks' own parameters)")
     parser.add_argument("--nb", default="*", help="notebook file-name pattern, e.g. '01*' (default: all)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="for 'figures': write executed notebooks here instead of in place")
     args = parser.parse_args(argv)
     if args.command == "figures":
-        figures(args.profile, args.nb)
+        figures(args.profile, args.nb, args.out)
     elif args.command == "smoke":
         smoke(args.nb)
     elif args.command == "bench":

@@ -149,7 +149,7 @@ def train_classifier(train: Dataset, val: Dataset | None, *, arch: str = "cnn", 
     """Seed, build a classifier for `train` and fit it for about `steps` updates, whatever the set's size.
 
     A fixed number of updates (not epochs) lets budgets of 20 and 5000 images train for equally long;
-    validation runs about 20 times in all.
+    validation runs about 10 times in all.
     """
     from latentlab.models import build_classifier
 
@@ -158,4 +158,4 @@ def train_classifier(train: Dataset, val: Dataset | None, *, arch: str = "cnn", 
     batch_size = max(2, min(batch_size, len(train)))
     epochs = max(1, math.ceil(steps / math.ceil(len(train) / batch_size)))
     return fit(model, train, val, task=train.info.task, epochs=epochs, lr=lr, batch_size=batch_size,
-               monitor=monitor, val_every=max(1, epochs // 20), extra=extra, device=device, desc=desc)
+               monitor=monitor, val_every=max(1, epochs // 10), extra=extra, device=device, desc=desc)
