@@ -33,8 +33,11 @@ def mirror() -> Path:
 
 @pytest.fixture(scope="session")
 def writable_mirror(mirror: Path, tmp_path_factory) -> Path:
-    """The mirror when it is writable (torchvision extracts .gz files in place), else a copy."""
-    if os.access(mirror / "MNIST", os.W_OK) or (mirror / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+    """A data root the loaders may write to: $LATENTLAB_DATA when set (CI points it at a copy), else a copy.
+
+    Never the shared mirror itself: torchvision extracts .gz files in place, and root may write anywhere.
+    """
+    if os.environ.get("LATENTLAB_DATA"):
         return mirror
     import shutil
 

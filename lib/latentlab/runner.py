@@ -121,7 +121,13 @@ def bench(pattern: str, profiles: tuple[str, ...] = ("smoke", "default")) -> Non
             seconds = execute(nb, BUILD / "bench" / profile / nb.name, profile)
             rows.append({"what": nb.stem, "profile": profile, "seconds": round(seconds, 1)})
             print(f"[bench] {nb.stem:<28} {profile:<8} {seconds:7.1f} s", flush=True)
+    append_bench(rows)
+
+
+def append_bench(rows: list[dict]) -> Path:
+    """Append timing rows (what, profile, seconds) to build/bench.csv."""
     path = BUILD / "bench.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["what", "profile", "seconds"])
@@ -129,6 +135,7 @@ def bench(pattern: str, profiles: tuple[str, ...] = ("smoke", "default")) -> Non
             writer.writeheader()
         writer.writerows(rows)
     print(f"[bench] appended {len(rows)} rows to {path}")
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,206 @@
+"""Convolutional autoencoder and VAE for 28px images: the generative models whose latent space we search.
+
+Used by TSynD (notebook 02: gradient ascent on the code z through the frozen decoder), by latent-space query
+selection (notebook 03: latent size 2) and by VAE augmentation. One interface for both kinds:
+  encode(x) -> z           (the VAE returns its mean: deterministic codes for search and selection)
+  decode(z) -> x_hat       (in [0, 1], a sigmoid output, so it plugs straight into a classifier)
+  forward(x) -> x_hat      (AE) or (x_hat, mu, logvar) (VAE)
+  loss(x) -> scalar        (AE: mean squared error; VAE: BCE + beta * KL, per image)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import latentlab  # noqa: F401  (torchvision shim first)
+from latentlab.cache import train_or_load
+
+
+def _encoder_trunk(in_channels: int, width: int) -> nn.Sequential:
+    """s x s -> (2*width, s/4, s/4) with two strided convs (no batch-norm: codes must not depend on the batch)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+        nn.Flatten(),
+    )
+
+
+class _Decoder(nn.Module):
+    """z -> image in [0, 1]: a dense layer to (2*width, s/4, s/4), then two transposed convs."""
+
+    def __init__(self, latent_dim: int, out_channels: int, width: int, image_size: int):
+        super().__init__()
+        self.shape = (2 * width, image_size // 4, image_size // 4)
+        self.fc = nn.Sequential(nn.Linear(latent_dim, 256), nn.ReLU(inplace=True),
+                                nn.Linear(256, 2 * width * (image_size // 4) ** 2), nn.ReLU(inplace=True))
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width, out_channels, 4, 2, 1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(self.fc(z).view(len(z), *self.shape)))
+
+
+class ConvAutoencoder(nn.Module):
+    """Deterministic autoencoder (f_enc, f_dec) with a latent vector of size latent_dim, MSE reconstruction loss."""
+
+    variational = False
+
+    def __init__(self, in_channels: int = 1, latent_dim: int = 16, width: int = 32, image_size: int = 28):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"image_size must be divisible by 4 (two stride-2 stages); got {image_size}.")
+        self.latent_dim, self.in_channels, self.image_size = latent_dim, in_channels, image_size
+        flat = 2 * width * (image_size // 4) ** 2
+        self.encoder = nn.Sequential(_encoder_trunk(in_channels, width), nn.Linear(flat, 256),
+                                     nn.LeakyReLU(0.2, inplace=True), nn.Linear(256, self._code_size()))
+        self.decoder = _Decoder(latent_dim, in_channels, width, image_size)
+
+    def _code_size(self) -> int:
+        return self.latent_dim
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """z = f_enc(x), shape (N, latent_dim)."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """x_hat = f_dec(z), shape (N, C, H, W) in [0, 1]."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor):
+        return self.decode(self.encode(x))
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean squared reconstruction error, summed over pixels and averaged over images."""
+        return F.mse_loss(self(x), x, reduction="none").flatten(1).sum(1).mean()
+
+
+class ConvVAE(ConvAutoencoder):
+    """Variational autoencoder (Kingma & Welling 2014): Gaussian q(z|x), N(0, I) prior, Bernoulli-style BCE decoder."""
+
+    variational = True
+
+    def __init__(self, in_channels: int = 1, latent_dim: int = 16, width: int = 32, image_size: int = 28,
+                 beta: float = 1.0):
+        self.beta = beta
+        super().__init__(in_channels, latent_dim, width, image_size)
+
+    def _code_size(self) -> int:
+        return 2 * self.latent_dim  # mean and log-variance
+
+    def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of q(z|x)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar.clamp(-10, 10)  # clamped: exp(logvar) must not overflow early in training
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The posterior mean: a deterministic code for latent search, selection and plots."""
+        return self.encode_dist(x)[0]
+
+    @staticmethod
+    def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z = mu + sigma * eps, eps ~ N(0, I): a sample whose gradient flows to mu and logvar."""
+        return mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+
+    def forward(self, x: torch.Tensor):
+        mu, logvar = self.encode_dist(x)
+        return self.decode(self.reparameterise(mu, logvar)), mu, logvar
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n images decoded from prior draws z ~ N(0, I)."""
+        device = next(self.parameters()).device
+        return self.decode(torch.randn(n, self.latent_dim, generator=generator).to(device))
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Negative ELBO per image: BCE reconstruction (summed over pixels) + beta * KL(q(z|x) || N(0, I))."""
+        x_hat, mu, logvar = self(x)
+        bce = F.binary_cross_entropy(x_hat, x, reduction="none").flatten(1).sum(1)
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+        return (bce + self.beta * kl).mean()
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class AEConfig:
+    """Everything that changes a trained autoencoder (the cache key is built from it)."""
+
+    kind: str = "ae"            # 'ae' or 'vae'
+    latent_dim: int = 16
+    width: int = 32
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-3
+    beta: float = 1.0           # VAE only
+    seed: int = 0
+
+
+def build_autoencoder(cfg: AEConfig, in_channels: int = 1, image_size: int = 28) -> ConvAutoencoder:
+    """An untrained ConvAutoencoder or ConvVAE from a config."""
+    if cfg.kind == "ae":
+        return ConvAutoencoder(in_channels, cfg.latent_dim, cfg.width, image_size)
+    if cfg.kind == "vae":
+        return ConvVAE(in_channels, cfg.latent_dim, cfg.width, image_size, beta=cfg.beta)
+    raise ValueError(f"Unknown autoencoder kind {cfg.kind!r}. Choose 'ae' or 'vae'.")
+
+
+def train_autoencoder(model: ConvAutoencoder, x: torch.Tensor, cfg: AEConfig) -> list[float]:
+    """Adam on model.loss over shuffled mini-batches of x; returns the mean loss of each epoch."""
+    from latentlab.train import progress  # here, not at the top: latentlab.train imports latentlab.models
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    device = next(model.parameters()).device
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # Cosine decay: a high rate early for speed, a low one late for sharp reconstructions.
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+    model.train()
+    history = []
+    for _ in progress(range(cfg.epochs), desc=f"{cfg.kind} training", leave=False):
+        order, total = torch.randperm(len(x), generator=gen), 0.0
+        for start in range(0, len(x), cfg.batch_size):
+            batch = x[order[start:start + cfg.batch_size]].to(device)
+            loss = model.loss(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(batch)
+        sched.step()
+        history.append(total / len(x))
+    model.eval()
+    return history
+
+
+def fit_autoencoder(x: torch.Tensor, cfg: AEConfig, data_key: str,
+                    device: str | torch.device = "auto") -> ConvAutoencoder:
+    """Train an AE/VAE on images x, or load it from the cache (key: cfg, data_key and the number of images)."""
+
+    def train(model: ConvAutoencoder) -> None:
+        torch.manual_seed(cfg.seed)
+        train_autoencoder(model, x, cfg)
+
+    build = lambda: build_autoencoder(cfg, x.shape[1], x.shape[-1])
+    config = {"version": 1, "data": data_key, "n_images": len(x), "image_size": x.shape[-1], **asdict(cfg)}
+    return train_or_load(f"autoencoder-{cfg.kind}", config, build, train, device=device)
+
+
+@torch.no_grad()
+def encode_all(model: ConvAutoencoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Codes of many images, batched, in eval mode, on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model.encode(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def reconstruct(model: ConvAutoencoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """f_dec(f_enc(x)) for many images (the VAE decodes its posterior mean: no sampling noise)."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model.decode(model.encode(x[i:i + batch_size].to(device))).cpu()
+                      for i in range(0, len(x), batch_size)])

@@ -1,0 +1,206 @@
+"""GIN, the generative invertible network of AISEL (Chen et al., TPAMI 2021): a WGAN generator plus its inverse.
+
+Two stages, in the paper's order:
+  (i)  a generator G: [-1, 1]^r -> images, trained as a Wasserstein GAN (eq. 3), here with a gradient penalty;
+  (ii) an encoder E: images -> [-1, 1]^r, trained on synthetic pairs only (eq. 5): min_E E_u ||E(G(u)) - u||^2.
+E then embeds the real images into the latent space where AISEL selects new points (eq. 10).
+Small DCGAN-style networks at 28px, so the whole thing trains on a laptop CPU in about a minute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+import latentlab  # noqa: F401  (torchvision shim first)
+from latentlab.cache import train_or_load
+from latentlab.repro import get_device
+from latentlab.train import progress
+
+
+@dataclass
+class GINConfig:
+    """Everything that changes the trained GIN (the cache key is built from it)."""
+
+    latent_dim: int = 8          # r, the dimension of the feature space F = [-1, 1]^r
+    width: int = 16              # channels of the first conv layer; the second has twice as many
+    gan_steps: int = 1000        # generator updates of eq. 3
+    n_critic: int = 2            # critic updates per generator update (WGAN-GP uses 5; 2 halves the CPU time)
+    gp_weight: float = 10.0      # lambda of the gradient penalty
+    encoder_steps: int = 300     # updates of eq. 5
+    batch_size: int = 64
+    lr: float = 1e-3             # converged visibly faster than 2e-4 / 5e-4 within 1000 CPU steps on MNIST
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- networks
+
+
+class Generator(nn.Module):
+    """G: f in [-1, 1]^r -> image in [0, 1], DCGAN-style (dense to 7x7, two transposed convs to 28x28)."""
+
+    def __init__(self, latent_dim: int, channels: int = 1, width: int = 32):
+        super().__init__()
+        self.width = width
+        self.fc = nn.Sequential(nn.Linear(latent_dim, 4 * width * 7 * 7, bias=False),
+                                nn.BatchNorm1d(4 * width * 7 * 7), nn.ReLU(inplace=True))
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * width, channels, 4, 2, 1), nn.Sigmoid(),
+        )
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.net(self.fc(f).view(len(f), 4 * self.width, 7, 7))
+
+
+def _conv_trunk(channels: int, width: int) -> nn.Sequential:
+    """28x28 -> (2*width, 7, 7) with strided convs; no batch-norm (it would break the gradient penalty)."""
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+        nn.Flatten(),
+    )
+
+
+class Critic(nn.Module):
+    """D of eq. 3: an unbounded score (a 1-Lipschitz function in the WGAN view), no sigmoid."""
+
+    def __init__(self, channels: int = 1, width: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(_conv_trunk(channels, width), nn.Linear(2 * width * 7 * 7, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+class Encoder(nn.Module):
+    """E of eq. 5: image -> feature in [-1, 1]^r (tanh keeps it inside the box G was trained on)."""
+
+    def __init__(self, latent_dim: int, channels: int = 1, width: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(_conv_trunk(channels, width), nn.Linear(2 * width * 7 * 7, 256),
+                                 nn.LeakyReLU(0.2, inplace=True), nn.Linear(256, latent_dim), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class GIN(nn.Module):
+    """Generator, critic and encoder together, so one state_dict caches the whole trained GIN."""
+
+    def __init__(self, latent_dim: int = 8, channels: int = 1, width: int = 16):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.generator = Generator(latent_dim, channels, width)
+        self.critic = Critic(channels, width)
+        self.encoder = Encoder(latent_dim, channels, width)
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n features drawn uniformly from F = [-1, 1]^r (the paper's U)."""
+        return torch.rand(n, self.latent_dim, generator=generator) * 2 - 1
+
+    @torch.no_grad()
+    def generate(self, f: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """G(f) in eval mode: with batch-norm in train mode an image would depend on the rest of its batch."""
+        was_training = self.generator.training
+        self.generator.eval()
+        device = next(self.parameters()).device
+        out = torch.cat([self.generator(f[i:i + batch_size].to(device)).cpu() for i in range(0, len(f), batch_size)])
+        self.generator.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        """E(x): the features of images x."""
+        self.encoder.eval()
+        device = next(self.parameters()).device
+        return torch.cat([self.encoder(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """G(E(x)): how well the GIN can re-create real images (Theorem 1 bounds this error)."""
+        return self.generate(self.encode(x))
+
+
+# --------------------------------------------------------------------------- stage (i): eq. 3, WGAN-GP
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Gulrajani et al. 2017: push ||grad D|| to 1 on random interpolates (a soft 1-Lipschitz constraint)."""
+    alpha = torch.rand(len(real), 1, 1, 1, device=real.device)
+    mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    grad, = torch.autograd.grad(critic(mix).sum(), mix, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def train_generator(gin: GIN, x: torch.Tensor, cfg: GINConfig) -> list[dict]:
+    """Eq. 3: min_G max_D E_x[D(x)] - E_u[D(G(u))], the critic kept (softly) 1-Lipschitz by a gradient penalty."""
+    G, D = gin.generator, gin.critic
+    # Adam with beta1 = 0.5 / 0.9 as in the WGAN-GP paper: momentum makes the min-max game oscillate.
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    device = next(gin.parameters()).device
+    G.train()
+    history = []
+    for step in progress(range(cfg.gan_steps), desc="GIN eq. 3 (WGAN-GP)", leave=False):
+        for _ in range(cfg.n_critic):  # the critic must be near its max before each generator step
+            real = x[torch.randint(len(x), (cfg.batch_size,))].to(device)
+            with torch.no_grad():
+                fake = G(gin.sample_latent(cfg.batch_size).to(device))
+            wasserstein = D(real).mean() - D(fake).mean()
+            loss_d = -wasserstein + cfg.gp_weight * gradient_penalty(D, real, fake)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        loss_g = -D(G(gin.sample_latent(cfg.batch_size).to(device))).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        if step % 100 == 0 or step == cfg.gan_steps - 1:
+            history.append({"step": step, "wasserstein": wasserstein.item(), "loss_g": loss_g.item()})
+    G.eval()
+    return history
+
+
+# --------------------------------------------------------------------------- stage (ii): eq. 5, the encoder
+
+
+def train_encoder(gin: GIN, cfg: GINConfig) -> list[dict]:
+    """Eq. 5: min_E E_u ||E(G(u)) - u||^2 on synthetic pairs only; the true feature of a real image is unknown."""
+    E = gin.encoder
+    device = next(E.parameters()).device
+    opt = torch.optim.Adam(E.parameters(), lr=cfg.lr * 5)
+    E.train()
+    history = []
+    for step in progress(range(cfg.encoder_steps), desc="GIN eq. 5 (encoder)", leave=False):
+        u = gin.sample_latent(2 * cfg.batch_size)
+        x = gin.generate(u)  # G frozen, eval mode: the same G(u) the selection step will decode
+        loss = ((E(x.to(device)) - u.to(device)) ** 2).sum(1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 100 == 0 or step == cfg.encoder_steps - 1:
+            history.append({"step": step, "loss_e": loss.item()})
+    E.eval()
+    return history
+
+
+def fit_gin(x: torch.Tensor, cfg: GINConfig, data_key: str, device: str | torch.device = "auto") -> GIN:
+    """Train G (eq. 3) then E (eq. 5) on images x, or load them from the cache (key: cfg and data_key)."""
+
+    def train(gin: GIN) -> None:
+        torch.manual_seed(cfg.seed)
+        gin.to(get_device(device))
+        train_generator(gin, x, cfg)
+        train_encoder(gin, cfg)
+
+    build = lambda: GIN(cfg.latent_dim, x.shape[1], cfg.width)
+    config = {"version": 1, "data": data_key, "n_images": len(x), **asdict(cfg)}
+    return train_or_load("gin", config, build, train, device=device)
+
+
+def reconstruction_error(gin: GIN, x: torch.Tensor) -> float:
+    """Mean squared pixel error of G(E(x)) against x (the quantity Theorem 1 bounds)."""
+    return float(((gin.reconstruct(x) - x) ** 2).mean())
