@@ -20,8 +20,9 @@ import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab.cache import train_or_load
 
 
-def _encoder_trunk(in_channels: int, width: int) -> nn.Sequential:
-    """s x s -> (2*width, s/4, s/4) with two strided convs (no batch-norm: codes must not depend on the batch)."""
+def conv_trunk(in_channels: int, width: int) -> nn.Sequential:
+    """s x s -> (2*width, s/4, s/4) with two strided convs, flattened; no batch-norm, so outputs never depend on the
+    batch (codes here, the gradient penalty of the GIN's critic)."""
     return nn.Sequential(
         nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
         nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
@@ -57,7 +58,7 @@ class ConvAutoencoder(nn.Module):
             raise ValueError(f"image_size must be divisible by 4 (two stride-2 stages); got {image_size}.")
         self.latent_dim, self.in_channels, self.image_size = latent_dim, in_channels, image_size
         flat = 2 * width * (image_size // 4) ** 2
-        self.encoder = nn.Sequential(_encoder_trunk(in_channels, width), nn.Linear(flat, 256),
+        self.encoder = nn.Sequential(conv_trunk(in_channels, width), nn.Linear(flat, 256),
                                      nn.LeakyReLU(0.2, inplace=True), nn.Linear(256, self._code_size()))
         self.decoder = _Decoder(latent_dim, in_channels, width, image_size)
 

@@ -16,6 +16,7 @@ from torch import nn
 
 import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab.cache import train_or_load
+from latentlab.models.autoencoder import conv_trunk  # batch-norm free: BN would break the gradient penalty
 from latentlab.repro import get_device
 from latentlab.train import progress
 
@@ -56,21 +57,12 @@ class Generator(nn.Module):
         return self.net(self.fc(f).view(len(f), 4 * self.width, 7, 7))
 
 
-def _conv_trunk(channels: int, width: int) -> nn.Sequential:
-    """28x28 -> (2*width, 7, 7) with strided convs; no batch-norm (it would break the gradient penalty)."""
-    return nn.Sequential(
-        nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-        nn.Flatten(),
-    )
-
-
 class Critic(nn.Module):
     """D of eq. 3: an unbounded score (a 1-Lipschitz function in the WGAN view), no sigmoid."""
 
     def __init__(self, channels: int = 1, width: int = 32):
         super().__init__()
-        self.net = nn.Sequential(_conv_trunk(channels, width), nn.Linear(2 * width * 7 * 7, 1))
+        self.net = nn.Sequential(conv_trunk(channels, width), nn.Linear(2 * width * 7 * 7, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)
@@ -81,7 +73,7 @@ class Encoder(nn.Module):
 
     def __init__(self, latent_dim: int, channels: int = 1, width: int = 32):
         super().__init__()
-        self.net = nn.Sequential(_conv_trunk(channels, width), nn.Linear(2 * width * 7 * 7, 256),
+        self.net = nn.Sequential(conv_trunk(channels, width), nn.Linear(2 * width * 7 * 7, 256),
                                  nn.LeakyReLU(0.2, inplace=True), nn.Linear(256, latent_dim), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
