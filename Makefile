@@ -45,7 +45,7 @@ lab: env
 	$(BIN)/jupyter lab notebooks
 
 lint: env
-	$(BIN)/ruff check lib tests
+	$(BIN)/ruff check lib tests notebooks
 
 bench: env
 	$(BIN)/python -m latentlab.runner bench --nb '$(NB)'

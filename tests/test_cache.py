@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -51,3 +54,35 @@ def test_interrupted_write_leaves_no_file_and_retrains(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", real_save)
     cache.train_or_load("lin", {"w": 1}, lambda: nn.Linear(2, 1), _train(calls))
     assert len(calls) == 2 and len(list(tmp_path.glob("lin-*.pt"))) == 1
+
+
+def _noisy_train(model):
+    with torch.no_grad():  # training that draws from every global RNG, as real training does
+        model.weight.add_(torch.randn_like(model.weight) + float(np.random.rand()) + random.random())
+
+
+def _draws():
+    return torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)]
+
+
+def test_weights_depend_on_the_config_only(tmp_path, monkeypatch):
+    weights = []
+    for caller_seed in (1, 2):  # different caller RNG states, each with a cold cache
+        monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path / str(caller_seed)))
+        torch.manual_seed(caller_seed), np.random.seed(caller_seed), random.seed(caller_seed)
+        weights.append(cache.train_or_load("lin", {"w": 1}, lambda: nn.Linear(4, 1), _noisy_train).weight)
+    assert torch.equal(weights[0], weights[1])
+    other = cache.train_or_load("lin", {"w": 2}, lambda: nn.Linear(4, 1), _noisy_train).weight
+    assert not torch.equal(weights[0], other)
+
+
+def test_cache_hit_and_miss_leave_the_callers_random_stream_alone():
+    def run(use_cache: bool):
+        torch.manual_seed(0), np.random.seed(0), random.seed(0)
+        if use_cache:
+            cache.train_or_load("lin", {"w": 3}, lambda: nn.Linear(4, 1), _noisy_train)
+        return _draws()
+
+    untouched = run(False)
+    assert run(True) == untouched  # cold: trains
+    assert run(True) == untouched  # warm: loads

@@ -12,7 +12,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from latentlab.repro import get_device
+from latentlab.repro import get_device, isolated_rng
+
+# Bumped when the way models are built or trained changes for every model (2: seeded from the config hash).
+CACHE_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -43,7 +46,7 @@ def atomic_save(obj, path: Path) -> Path:
 
 def cache_path(name: str, config: dict) -> Path:
     """The file that holds the model `name` trained with `config`."""
-    return cache_dir() / f"{name}-{config_hash({'name': name, **config})}.pt"
+    return cache_dir() / f"{name}-{config_hash({'name': name, 'cache_version': CACHE_VERSION, **config})}.pt"
 
 
 def train_or_load(name: str, config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], object],
@@ -51,13 +54,16 @@ def train_or_load(name: str, config: dict, build: Callable[[], nn.Module], train
     """Build the model; load its weights if this exact config was trained before, else train and cache it.
 
     `config` must hold everything that changes the trained weights (sizes, epochs, seed, data subset);
-    bump a 'version' key in it when the training code changes.
+    bump a 'version' key in it when the training code changes. Building and training run seeded from the config
+    hash, with the caller's random state restored afterwards: the weights are a function of the config alone,
+    and a cache hit leaves the rest of a notebook exactly as a fresh training would.
     """
     path = cache_path(name, config)
-    model = build()
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    else:
-        train(model)
-        atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+    with isolated_rng(int(path.stem.rsplit("-", 1)[1], 16) % 2**31):
+        model = build()
+        if path.exists():
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        else:
+            train(model)
+            atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
     return model.to(get_device(device)).eval()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -19,6 +21,25 @@ def seed_everything(seed: int) -> None:
         # cuDNN picks algorithms by timing; that choice is not repeatable.
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+
+
+@contextmanager
+def isolated_rng(seed: int) -> Iterator[None]:
+    """Run a block seeded with `seed`, then restore every RNG (Python, NumPy, torch CPU and CUDA) as it was.
+
+    What happens inside cannot shift the caller's random stream: a cached model that is loaded instead of
+    trained leaves the rest of a notebook exactly as a fresh training would.
+    """
+    py, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(np_state)
 
 
 def get_device(device: str | torch.device = "auto") -> torch.device:
