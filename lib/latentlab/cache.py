@@ -44,9 +44,14 @@ def atomic_save(obj, path: Path) -> Path:
     return path
 
 
+def model_key(name: str, config: dict) -> str:
+    """The hash that names the model `name` trained with `config` (its cache file and its seed)."""
+    return config_hash({"name": name, "cache_version": CACHE_VERSION, **config})
+
+
 def cache_path(name: str, config: dict) -> Path:
     """The file that holds the model `name` trained with `config`."""
-    return cache_dir() / f"{name}-{config_hash({'name': name, 'cache_version': CACHE_VERSION, **config})}.pt"
+    return cache_dir() / f"{name}-{model_key(name, config)}.pt"
 
 
 def train_or_load(name: str, config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], object],
@@ -59,7 +64,7 @@ def train_or_load(name: str, config: dict, build: Callable[[], nn.Module], train
     and a cache hit leaves the rest of a notebook exactly as a fresh training would.
     """
     path = cache_path(name, config)
-    with isolated_rng(int(path.stem.rsplit("-", 1)[1], 16) % 2**31):
+    with isolated_rng(int(model_key(name, config), 16) % 2**31):
         model = build()
         if path.exists():
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -31,7 +31,7 @@ def isolated_rng(seed: int) -> Iterator[None]:
     trained leaves the rest of a notebook exactly as a fresh training would.
     """
     py, np_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_available() else []):
+    with torch.random.fork_rng():  # torch CPU and every CUDA device
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)

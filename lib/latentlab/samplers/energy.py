@@ -77,6 +77,24 @@ def _step(x: torch.Tensor, target: torch.Tensor, w: torch.Tensor, points: torch.
     return new
 
 
+def _fixed_point(target: torch.Tensor, m: int, weights: torch.Tensor | None, fixed: torch.Tensor | None, iters: int,
+                 tol: float, seed: int, bounds: tuple[float, float], step) -> torch.Tensor:
+    """The support-points iteration of eq. 10; `step(x, target, w, points)` returns every free point's update."""
+    target = torch.as_tensor(target, dtype=torch.float32)
+    w = _weights(weights, len(target), torch.float32)
+    fixed = torch.zeros(0, target.shape[1]) if fixed is None else torch.as_tensor(fixed, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    x = _init_points(target, w, m, gen, *bounds)
+    for _ in range(iters):
+        # Clamping is the projection onto the box F; the target lives there, so it rarely binds.
+        new = step(x, target, w, torch.cat([x, fixed])).clamp(*bounds)
+        moved = (new - x).norm(dim=1).max()
+        x = new
+        if moved < tol:
+            break
+    return x
+
+
 def support_points(target: torch.Tensor, m: int, weights: torch.Tensor | None = None,
                    fixed: torch.Tensor | None = None, iters: int = 100, tol: float = 1e-4, seed: int = 0,
                    bounds: tuple[float, float] = (-1.0, 1.0), chunk: int = CHUNK,
@@ -86,43 +104,27 @@ def support_points(target: torch.Tensor, m: int, weights: torch.Tensor | None = 
     target: (N, r) samples of the target density; weights: (N,) unnormalised (e.g. entropies h, eq. 7);
     fixed: (n, r) points that count but never move (the real images' encodings). Returns (m, r) inside `bounds`.
     """
-    target = torch.as_tensor(target, dtype=torch.float32)
-    w = _weights(weights, len(target), torch.float32)
-    fixed = torch.zeros(0, target.shape[1]) if fixed is None else torch.as_tensor(fixed, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(seed)
-    x = _init_points(target, w, m, gen, *bounds)
-    for _ in range(iters):
-        # Clamping is the projection onto the box F; the target lives there, so it rarely binds.
-        new = _step(x, target, w, torch.cat([x, fixed]), chunk, eps).clamp(*bounds)
-        moved = (new - x).norm(dim=1).max()
-        x = new
-        if moved < tol:
-            break
-    return x
+    step = lambda x, target, w, points: _step(x, target, w, points, chunk, eps)
+    return _fixed_point(target, m, weights, fixed, iters, tol, seed, bounds, step)
+
+
+def _step_reference(x: torch.Tensor, target: torch.Tensor, w: torch.Tensor, points: torch.Tensor,
+                    eps: float) -> torch.Tensor:
+    """The update of `_step` written plainly, one point at a time with full distance rows."""
+    new = torch.empty_like(x)
+    for i in range(len(x)):
+        d_target = (target - x[i]).norm(dim=1).clamp_min(eps)
+        numerator = (w[:, None] * target / d_target[:, None]).sum(0)
+        d_points = (x[i] - points).norm(dim=1)
+        others = d_points > eps  # leaves out x_i itself (and exact duplicates)
+        numerator += ((x[i] - points[others]) / d_points[others, None]).sum(0) / len(points)
+        new[i] = numerator / (w / d_target).sum()
+    return new
 
 
 def support_points_reference(target: torch.Tensor, m: int, weights: torch.Tensor | None = None,
                              fixed: torch.Tensor | None = None, iters: int = 100, tol: float = 1e-4, seed: int = 0,
                              bounds: tuple[float, float] = (-1.0, 1.0), eps: float = 1e-6) -> torch.Tensor:
-    """The same algorithm written plainly, one point at a time with full distance rows: for tests and benchmarks."""
-    target = torch.as_tensor(target, dtype=torch.float32)
-    w = _weights(weights, len(target), torch.float32)
-    fixed = torch.zeros(0, target.shape[1]) if fixed is None else torch.as_tensor(fixed, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(seed)
-    x = _init_points(target, w, m, gen, *bounds)
-    for _ in range(iters):
-        points = torch.cat([x, fixed])
-        new = torch.empty_like(x)
-        for i in range(m):
-            d_target = (target - x[i]).norm(dim=1).clamp_min(eps)
-            numerator = (w[:, None] * target / d_target[:, None]).sum(0)
-            d_points = (x[i] - points).norm(dim=1)
-            others = d_points > eps  # leaves out x_i itself (and exact duplicates)
-            numerator += ((x[i] - points[others]) / d_points[others, None]).sum(0) / len(points)
-            new[i] = numerator / (w / d_target).sum()
-        new = new.clamp(*bounds)
-        moved = (new - x).norm(dim=1).max()
-        x = new
-        if moved < tol:
-            break
-    return x
+    """The same algorithm with the plain per-point update: for tests and benchmarks."""
+    step = lambda x, target, w, points: _step_reference(x, target, w, points, eps)
+    return _fixed_point(target, m, weights, fixed, iters, tol, seed, bounds, step)
