@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from latentlab.models.autoencoder import ConvVAE
+from latentlab.oracle import Oracle
 from latentlab.samplers.jorge import (
     add_noise,
     affine_augment,
@@ -16,7 +17,6 @@ from latentlab.samplers.jorge import (
     code_spread,
     extrapolate,
     interpolate,
-    label_validity,
     same_class_neighbours,
 )
 
@@ -140,12 +140,15 @@ class _ThresholdOracle(nn.Module):
         return torch.cat([-m, m], 1)
 
 
-def test_label_validity_against_a_count():
-    x = torch.rand(50, 1, 4, 4)
-    y = torch.randint(0, 2, (50,), generator=torch.Generator().manual_seed(0))
-    truth = (x.flatten(1).mean(1) > 0.5).long()
-    assert label_validity(_ThresholdOracle(), x, y, batch_size=7) == pytest.approx(float((truth == y).float().mean()))
-    assert label_validity(_ThresholdOracle(), x, truth) == 1.0
+def test_label_validity_of_synthetic_images_against_a_count():
+    """The validity check the notebook reports: the oracle's agreement with the source labels of synthetic images."""
+    oracle = Oracle("toy", _ThresholdOracle(), 1.0, 1.0, 0.5, "binary-class")
+    x = torch.rand(20, 1, 4, 4)
+    y = (x.flatten(1).mean(1) > 0.5).long()
+    syn, y_syn, _ = augment_images(x, y, "noise", 3.0, 2, seed=0)  # strong noise: some labels flip
+    truth = (syn.flatten(1).mean(1) > 0.5).long()
+    assert oracle.agreement(syn, y_syn) == pytest.approx(float((truth == y_syn).float().mean()))
+    assert oracle.agreement(x, y) == 1.0
 
 
 @pytest.mark.parametrize("call, match", [
@@ -156,7 +159,7 @@ def test_label_validity_against_a_count():
     (lambda z, y: same_class_neighbours(z[:4], torch.tensor([0, 0, 0, 1]), 1), "Class 1 has 1 image"),
     (lambda z, y: augment_codes(z, y, "interpolation", 0.5, 14), "n_per_image <= 13"),
     (lambda z, y: add_noise(z, 0.5, torch.ones(3)), "one entry per code dimension"),
-    (lambda z, y: label_validity(_ThresholdOracle(), torch.rand(3, 1, 4, 4), y[:2]), "as many labels"),
+    (lambda z, y: augment_images(z, y, "noise", 0.5, 1), "images"),
 ])
 def test_clear_errors(call, match):
     z, y = _codes()  # 40 codes in 3 classes: 13 or 14 per class

@@ -13,8 +13,8 @@ The method, as the paper's slides give it:
 
 The same three operations on flattened pixels instead of codes (`augment_images`) are the control that tells
 whether the latent space is what helps (DeVries & Taylor found feature-space extrapolation ahead of input-space);
-`affine_augment` (small random affine transforms) is the augmentation a practitioner would reach for first, and
-`label_validity` measures how often an oracle still gives a synthetic image its source's label.
+`affine_augment` (small random affine transforms) is the augmentation a practitioner would reach for first. Whether a
+synthetic image still shows its source's class is measured by the oracle (`latentlab.oracle.Oracle.agreement`).
 
 Each image gets `n_per_image` synthetic copies: for interpolation and extrapolation copy m uses the (m+1)-th
 nearest same-class neighbour (DeVries & Taylor: "for each sample, its K nearest neighbours"); for noise, copy m
@@ -26,9 +26,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
-from torch import nn
 
 import latentlab  # noqa: F401  (torchvision shim before torchvision.transforms)
+from latentlab.models.autoencoder import ConvAutoencoder, decode_all, encode_all
 
 OPS = ("noise", "interpolation", "extrapolation")
 
@@ -121,21 +121,17 @@ def augment_codes(z: torch.Tensor, y: torch.Tensor, op: str, strength: float, n_
 # --------------------------------------------------------------------------- latent space (the method) and pixels
 
 
-@torch.no_grad()
-def augment_latent(vae: nn.Module, x: torch.Tensor, y: torch.Tensor, op: str, strength: float, n_per_image: int,
-                   *, seed: int = 0, sigma: torch.Tensor | None = None,
-                   batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def augment_latent(vae: ConvAutoencoder, x: torch.Tensor, y: torch.Tensor, op: str, strength: float,
+                   n_per_image: int, *, seed: int = 0, sigma: torch.Tensor | None = None,
+                   batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Steps 2-3: encode x with the VAE (posterior mean), alter the codes (augment_codes), decode in batches.
 
     Returns synthetic images (N * n_per_image, C, H, W) in [0, 1], their labels (the source's) and source indices.
     sigma (noise only) defaults to the spread of the codes of x; pass the spread of all training codes to use those.
     """
-    vae.eval()
-    device = next(vae.parameters()).device
-    z = torch.cat([vae.encode(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
-    z_new, y_new, source = augment_codes(z, y, op, strength, n_per_image, seed=seed, sigma=sigma)
-    x_new = torch.cat([vae.decode(z_new[i:i + batch_size].to(device)).cpu() for i in range(0, len(z_new), batch_size)])
-    return x_new, y_new, source
+    z_new, y_new, source = augment_codes(encode_all(vae, x, batch_size), y, op, strength, n_per_image, seed=seed,
+                                         sigma=sigma)
+    return decode_all(vae, z_new, batch_size), y_new, source
 
 
 def augment_images(x: torch.Tensor, y: torch.Tensor, op: str, strength: float, n_per_image: int, *,
@@ -164,18 +160,3 @@ def affine_augment(x: torch.Tensor, y: torch.Tensor, n_per_image: int, *, degree
         torch.manual_seed(seed)
         x_new = torch.stack([transform(x[i]) for i in source.tolist()])  # one draw per image, not per batch
     return x_new, torch.as_tensor(y)[source], source
-
-
-# --------------------------------------------------------------------------- is the label still right?
-
-
-@torch.no_grad()
-def label_validity(oracle: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    """Share of synthetic images x whose label by the oracle (a classifier of the dataset) equals their source label
-    y. 1.0 means every synthetic image still looks like its class to the oracle."""
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"Need as many labels as images (and at least one image); got {len(x)} and {len(y)}.")
-    oracle.eval()
-    device = next(oracle.parameters()).device
-    pred = torch.cat([oracle(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
-    return float((pred == torch.as_tensor(y).cpu()).float().mean())
