@@ -11,7 +11,7 @@ import torch
 from latentlab.frechet import classifier_features, frechet_distance, frechet_distance_features
 from latentlab.models import SmallCNN
 from latentlab.models.denoiser import LatentDenoiser, refine
-from latentlab.models.iterated import ILConfig, IteratedModel, class_weights, imitation_phase, iterated_learning
+from latentlab.models.iterated import ILConfig, IteratedModel, imitation_phase, iterated_learning
 from latentlab.models.iterated import interaction_phase as interact
 from latentlab.models.latent_kl import KLConfig, LatentCodec, build_autoencoder_kl, fit_latent_codec, load_pretrained
 from latentlab.models.latent_kl import decode_latents as decode
@@ -86,11 +86,6 @@ def test_sparse_code_sums_to_one_over_channels_at_every_cell():
     s = cf.sparse_codes(_model(), z)
     assert s.shape == (8, 6, 7, 7) and (s >= 0).all()
     torch.testing.assert_close(s.sum(1), torch.ones(8, 7, 7))
-
-
-def test_class_weights_are_balanced_inverse_frequencies():
-    w = class_weights(torch.tensor([0, 0, 0, 1]), 3)
-    torch.testing.assert_close(w, torch.tensor([4 / 9, 4 / 3, 0.0]))
 
 
 def test_imitation_resets_the_encoder_and_leaves_decoder_and_classifier_untouched():
@@ -280,3 +275,28 @@ def test_classifier_features_are_the_input_of_the_last_linear_layer():
     f = classifier_features(model, x, batch_size=2)
     assert f.shape == (5, 128)
     torch.testing.assert_close(model.head[-1](f), model(x))
+
+
+# --------------------------------------------------------------------------- multi-hot labels (ChestMNIST's case)
+
+
+def _multi_hot(n: int = 60) -> torch.Tensor:
+    y = torch.zeros(n, 3)
+    y[torch.arange(n), torch.arange(n) % 2] = 1  # labels 0 and 1 are the head
+    y[::6, 2] = 1  # label 2, the tail, rides on some of them
+    return y
+
+
+def test_iterated_learning_takes_multi_hot_labels():
+    z, _ = _latents(60)
+    hist = iterated_learning(_model(), z, _multi_hot(), ILConfig(n_channels=6, width=8, generations=1,
+                                                                 interaction_steps=3, batch_size=16))
+    assert len(hist["interaction"][0]) == 3 and all(np.isfinite(hist["interaction"][0]))
+
+
+def test_fusion_of_multi_hot_labels_pairs_with_tail_free_samples_and_unites_labels():
+    z, _ = _latents(60)
+    y = _multi_hot()
+    out = cf.cam_fusion(_model(), z, y, tail_classes=[2], n_per_class=8, generator=torch.Generator().manual_seed(0))
+    assert (y[out.tail_index, 2] == 1).all() and (y[out.head_index, 2] == 0).all()
+    torch.testing.assert_close(out.labels, torch.maximum(y[out.tail_index], y[out.head_index]))

@@ -10,10 +10,14 @@ are far from ImageNet anyway, so the notebooks use the penultimate layer of a cl
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 import torch
 from torch import nn
+
+from latentlab.utils import batched
 
 
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
@@ -23,8 +27,10 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
     if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != (len(mu1), len(mu1)):
         raise ValueError(f"Means and covariances must be (d,) and (d, d) alike; got {mu1.shape}, {cov1.shape}, "
                          f"{mu2.shape}, {cov2.shape}.")
-    covmean = scipy.linalg.sqrtm(cov1 @ cov2)
-    if not np.isfinite(covmean).all():  # a singular product: nudge both covariances (as pytorch-fid does)
+    with warnings.catch_warnings():  # fewer samples than features make the product singular: handled below
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(cov1 @ cov2)
+    if not np.isfinite(covmean).all():  # a failed square root: nudge both covariances (as pytorch-fid does)
         offset = np.eye(len(mu1)) * 1e-6
         covmean = scipy.linalg.sqrtm((cov1 + offset) @ (cov2 + offset))
     covmean = covmean.real  # rounding leaves tiny imaginary parts
@@ -44,7 +50,6 @@ def frechet_distance_features(f1, f2) -> float:
     return frechet_distance(*feature_stats(f1), *feature_stats(f2))
 
 
-@torch.no_grad()
 def classifier_features(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """What the classifier's last linear layer reads (its penultimate features), eval mode, batched, on the CPU."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -52,11 +57,8 @@ def classifier_features(model: nn.Module, x: torch.Tensor, batch_size: int = 512
         raise ValueError("classifier_features needs a model whose last layer is an nn.Linear.")
     captured: list[torch.Tensor] = []
     hook = last[-1].register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach().cpu()))
-    model.eval()
-    device = next(model.parameters()).device
     try:
-        for i in range(0, len(x), batch_size):
-            model(x[i:i + batch_size].to(device))
+        batched(model.eval(), x, batch_size)
     finally:
         hook.remove()
     return torch.cat(captured).flatten(1)

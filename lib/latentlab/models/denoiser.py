@@ -27,6 +27,7 @@ from torch import nn
 
 import latentlab  # noqa: F401  (torchvision shim first: diffusers imports torchvision)
 from latentlab.cache import train_or_load
+from latentlab.utils import module_device, progress
 
 # Stable Diffusion's noise schedule (its scheduler_config.json).
 SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
@@ -76,7 +77,7 @@ class DenoiserConfig:
 
     width: int = 32
     blocks: int = 2
-    steps: int = 600
+    steps: int = 400
     batch_size: int = 64
     lr: float = 2e-3
     seed: int = 0
@@ -85,8 +86,6 @@ class DenoiserConfig:
 def train_denoiser(model: LatentDenoiser, z: torch.Tensor, cfg: DenoiserConfig) -> list[float]:
     """DDPM training on latents z: noise-prediction MSE at uniformly drawn timesteps (cosine-decayed rate)."""
     from diffusers import DDPMScheduler
-
-    from latentlab.train import progress  # here, not at the top: latentlab.train imports latentlab.models
 
     scheduler = DDPMScheduler(**SCHEDULE)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -134,7 +133,7 @@ def refine(model: LatentDenoiser, z: torch.Tensor, steps: int, schedule: int = 2
     scheduler = DDIMScheduler(**SCHEDULE, clip_sample=False)  # latents are not bounded to [-1, 1]
     scheduler.set_timesteps(schedule)
     timesteps = scheduler.timesteps[-steps:]
-    device = next(model.parameters()).device
+    device = module_device(model)
     noise = torch.randn(z.shape, generator=generator).to(device)
     zt = scheduler.add_noise(z.to(device), noise, timesteps[:1])
     model.eval()

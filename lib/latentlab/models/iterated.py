@@ -10,8 +10,8 @@ Three networks work on the autoencoder's latents z (C x h x w, here 4 x 7 x 7):
 Each generation has two phases (Figure 1, Stage 1; the official `1_train_iterated.py`):
 
 1. interaction: train S, D and C together on  L = |D(z^s) - z|_1 + CE_w(C(z^s), y),  the reconstruction L1 plus a
-   class-weighted cross-entropy (weights n / (K_classes * n_c), the official `calculate_weight`; the paper's
-   multi-label data use BCE with these weights as `pos_weight`);
+   class-weighted cross-entropy (weights n / (K_classes * n_c), as the official `calculate_weight`); multi-hot
+   labels (the paper's chest X-rays) take a binary cross-entropy with per-label positive weights instead;
 2. imitation: freeze a copy of S as the teacher T, re-initialise S, and train it to imitate one-hot codes drawn
    cell by cell from the teacher's softmax, c ~ Cat(T(z)_{:, i, j}), minimising  -log S(z)_{c, i, j}.
 
@@ -24,14 +24,13 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab.cache import train_or_load
+from latentlab.train import balanced_weights, loss_fn
 
 
 def _conv_stack(c_in: int, width: int, c_out: int) -> nn.Sequential:
@@ -96,15 +95,6 @@ def reset_parameters(module: nn.Module) -> None:
             m.reset_parameters()
 
 
-def class_weights(y: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """n / (n_classes * n_c) per class (scikit-learn's 'balanced'); 0 for a class absent from y."""
-    y = np.asarray(y)
-    present = np.unique(y)
-    w = np.zeros(n_classes, dtype=np.float32)
-    w[present] = compute_class_weight("balanced", classes=present, y=y) * len(present) / n_classes
-    return torch.from_numpy(w)
-
-
 def _adamw(params, cfg: ILConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -112,13 +102,17 @@ def _adamw(params, cfg: ILConfig) -> torch.optim.Optimizer:
 def interaction_phase(model: IteratedModel, z: torch.Tensor, y: torch.Tensor, *, steps: int, batch_size: int,
                       optimizers: list[torch.optim.Optimizer], weight: torch.Tensor | None,
                       generator: torch.Generator) -> list[float]:
-    """Train S, D, C on L1(D(z^s), z) + CE_w(C(z^s), y) for `steps` mini-batches; returns the losses."""
+    """Train S, D, C on L1(D(z^s), z) + CE_w(C(z^s), y) for `steps` mini-batches; returns the losses.
+
+    y: class labels (N,), or multi-hot labels (N, n_labels) (then a weighted binary cross-entropy).
+    """
+    task = "multi-label" if y.ndim == 2 else "multi-class"
     model.train()
     losses = []
     for _ in range(steps):
         idx = torch.randint(len(z), (min(batch_size, len(z)),), generator=generator)
         recon, logits = model(z[idx])
-        loss = F.l1_loss(recon, z[idx]) + F.cross_entropy(logits, y[idx], weight=weight)
+        loss = F.l1_loss(recon, z[idx]) + loss_fn(logits, y[idx], task, weight)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -175,7 +169,7 @@ def iterated_learning(model: IteratedModel, z: torch.Tensor, y: torch.Tensor, cf
     """cfg.generations rounds of interaction then imitation (none after the last); returns the loss histories."""
     gen = torch.Generator().manual_seed(cfg.seed)
     n_classes = model.classifier.head[-1].out_features
-    weight = class_weights(y, n_classes) if cfg.class_weighted else None
+    weight = balanced_weights(y, n_classes) if cfg.class_weighted else None
     opt_rest = _adamw(list(model.decoder.parameters()) + list(model.classifier.parameters()), cfg)
     history: dict[str, list] = {"interaction": [], "imitation": []}
     for generation in range(cfg.generations):
@@ -195,6 +189,8 @@ def fit_iterated(z: torch.Tensor, y: torch.Tensor, n_classes: int, cfg: ILConfig
     """Train a Stage 1 model on latents z with labels y, or load it from the cache."""
     if z.ndim != 4 or len(z) != len(y):
         raise ValueError(f"Expected latents (N, C, h, w) and N labels; got {tuple(z.shape)} and {tuple(y.shape)}.")
+    if y.ndim == 2 and y.shape[1] != n_classes:
+        raise ValueError(f"Multi-hot labels must have n_classes={n_classes} columns; got {tuple(y.shape)}.")
 
     build = lambda: IteratedModel(z.shape[1], n_classes, cfg.n_channels, cfg.width)
     train = lambda model: iterated_learning(model, z, y, cfg)

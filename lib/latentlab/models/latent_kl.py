@@ -27,6 +27,7 @@ from torch import nn
 import latentlab  # noqa: F401  (torchvision shim first: diffusers imports torchvision)
 from latentlab.cache import train_or_load
 from latentlab.repro import get_device
+from latentlab.utils import batched, progress
 
 
 @dataclass
@@ -39,7 +40,7 @@ class KLConfig:
     block_channels: tuple[int, ...] = (8, 16, 16)  # one block per entry; all but the last halve the size
     latent_channels: int = 4
     norm_groups: int = 4
-    steps: int = 250
+    steps: int = 200
     batch_size: int = 32
     lr: float = 2e-3
     kl_weight: float = 1e-4                   # weight of KL(q(z|x) || N(0, I)) beside the L1 reconstruction
@@ -111,8 +112,6 @@ def train_autoencoder_kl(vae: nn.Module, x: torch.Tensor, cfg: KLConfig) -> list
     Stable Diffusion's VAE adds a perceptual (LPIPS) and an adversarial loss; at 28 px L1 alone gives sharp
     enough reconstructions, and a small KL weight keeps the latents near N(0, I) without blurring them.
     """
-    from latentlab.train import progress  # here, not at the top: latentlab.train imports latentlab.models
-
     gen = torch.Generator().manual_seed(cfg.seed)
     device = next(vae.parameters()).device
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
@@ -176,17 +175,11 @@ def load_pretrained(name: str, subfolder: str | None = None, in_channels: int = 
 # --------------------------------------------------------------------------- batched helpers
 
 
-@torch.no_grad()
 def encode_images(codec: LatentCodec, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Latents of many images, batched, in eval mode, on the CPU."""
-    codec.eval()
-    device = codec.scale.device
-    return torch.cat([codec.encode(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    return batched(codec.eval().encode, x, batch_size)
 
 
-@torch.no_grad()
 def decode_latents(codec: LatentCodec, z: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Images of many latents, batched, in eval mode, on the CPU."""
-    codec.eval()
-    device = codec.scale.device
-    return torch.cat([codec.decode(z[i:i + batch_size].to(device)).cpu() for i in range(0, len(z), batch_size)])
+    return batched(codec.eval().decode, z, batch_size)

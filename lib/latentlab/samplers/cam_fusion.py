@@ -17,7 +17,8 @@ q1, q2 ~ N(0.5, 0.1) and build the fused code cell by cell (the official `Fuse`)
             a random mix elsewhere (both or neither): z^s_t where u > p, z^s_h otherwise, u ~ U(0, 1) per cell,
             p ~ U(0, 1) per sample,
 
-then decode D(z^s_f) back to the latent space; the label of the fused sample is the tail class.
+then decode D(z^s_f) back to the latent space. A fused sample is labelled with its tail class (for multi-label
+data, as in the official code, with the union of both samples' labels).
 
 The official `SmoteishFuse` has index bugs; this module implements the intended operation. There, the head
 neighbour's position `neighbour` (a row of the head-only NearestNeighbors index) is used to index the full data
@@ -39,6 +40,7 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 
 from latentlab.models.iterated import IteratedModel
+from latentlab.utils import batched, module_device
 
 # --------------------------------------------------------------------------- Stage 2: EigenCAM
 
@@ -60,21 +62,15 @@ def eigencam(activations: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     return cam.reshape(n, h, w).float()
 
 
-@torch.no_grad()
 def sparse_codes(model: IteratedModel, z: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """z^s of many latents, batched, on the CPU."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model.encode(z[i:i + batch_size].to(device)).cpu() for i in range(0, len(z), batch_size)])
+    return batched(model.eval().encode, z, batch_size)
 
 
-@torch.no_grad()
 def code_cams(model: IteratedModel, codes: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """EigenCAM of the Stage 1 classifier's last convolution, one (h, w) map per sparse code."""
-    model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([eigencam(model.classifier.features(codes[i:i + batch_size].to(device))).cpu()
-                      for i in range(0, len(codes), batch_size)])
+    features = model.eval().classifier.features
+    return batched(lambda s: eigencam(features(s)), codes, batch_size, device=module_device(model))
 
 
 def channel_max_projection(codes: torch.Tensor) -> torch.Tensor:
@@ -126,7 +122,7 @@ class Fusion:
     """Fused samples: latents D(z^s_f) with their tail labels, and where they came from."""
 
     latents: torch.Tensor      # (n, C, h, w), decoded to the autoencoder's latent space
-    labels: torch.Tensor       # (n,) the tail class of each
+    labels: torch.Tensor       # (n,) the tail class of each, or (n, n_labels) multi-hot
     codes: torch.Tensor        # (n, K, h, w) fused sparse codes
     tail_index: torch.Tensor   # (n,) row of the tail sample in the latents given
     head_index: torch.Tensor   # (n,) row of its head partner
@@ -135,33 +131,35 @@ class Fusion:
 @torch.no_grad()
 def cam_fusion(model: IteratedModel, z: torch.Tensor, y: torch.Tensor, tail_classes, n_per_class: int, *,
                k: int = 3, masks: str = "cam", generator: torch.Generator | None = None) -> Fusion:
-    """n_per_class fused samples for every tail class, from training latents z (N, C, h, w) with labels y (N,).
+    """n_per_class fused samples for every tail class, from training latents z (N, C, h, w) with labels y.
 
+    y: class labels (N,), or multi-hot labels (N, n_labels) for multi-label data (ChestMNIST: the paper's setting),
+    where the head samples are those with none of the tail labels.
     masks: 'cam' (the method) or 'random' (the control: U(0, 1) maps instead of CAMs, same pairs).
     """
     if masks not in ("cam", "random"):
         raise ValueError(f"Unknown masks {masks!r}. Choose 'cam' or 'random'.")
     y = torch.as_tensor(y)
-    tail = torch.isin(y, torch.as_tensor(list(tail_classes)))
-    head_rows = torch.nonzero(~tail).squeeze(1)
-    if not tail.any() or len(head_rows) == 0:
-        raise ValueError(f"Need samples of both tail classes {list(tail_classes)} and head classes in y.")
+    members = {int(c): (y[:, c] > 0) if y.ndim == 2 else (y == c) for c in tail_classes}  # multi-hot or labels
+    head_rows = torch.nonzero(~torch.stack(list(members.values())).any(0)).squeeze(1)
+    if len(head_rows) == 0 or not all(m.any() for m in members.values()):
+        raise ValueError(f"Need samples of every tail class {list(tail_classes)} and of the head classes in y.")
     codes = sparse_codes(model, z)
     cams = code_cams(model, codes)
     pairs = []
-    for c in tail_classes:
-        rows = torch.nonzero(y == c).squeeze(1)
+    for member in members.values():
+        rows = torch.nonzero(member).squeeze(1)
         ref = rows[torch.randint(len(rows), (n_per_class,), generator=generator)]
         near = torch.from_numpy(head_neighbours(cams[ref], cams[head_rows], k))
         pick = near[torch.arange(n_per_class), torch.randint(k, (n_per_class,), generator=generator)]
-        pairs.append((ref, head_rows[pick], torch.full((n_per_class,), int(c))))
-    tail_index, head_index, labels = (torch.cat(p) for p in zip(*pairs))
+        pairs.append((ref, head_rows[pick]))
+    tail_index, head_index = (torch.cat(p) for p in zip(*pairs))
+    # one label: the tail class; multi-hot labels: the union of both (the official `np.maximum`)
+    labels = torch.maximum(y[tail_index], y[head_index]) if y.ndim == 2 else y[tail_index]
     if masks == "cam":
         m_tail, m_head = cams[tail_index], cams[head_index]
     else:
         m_tail, m_head = (torch.rand(cams[tail_index].shape, generator=generator) for _ in range(2))
     q1, q2 = draw_thresholds(len(labels), generator)
     fused = fuse_codes(codes[tail_index], codes[head_index], m_tail, m_head, q1, q2, generator)
-    device = next(model.parameters()).device
-    latents = torch.cat([model.decode(fused[i:i + 1024].to(device)).cpu() for i in range(0, len(fused), 1024)])
-    return Fusion(latents, labels, fused, tail_index, head_index)
+    return Fusion(batched(model.decode, fused), labels, fused, tail_index, head_index)
