@@ -54,22 +54,23 @@ class Config:
     ae_image_size: int | None = None     # resize for a pretrained VAE
     ae_latent: int = 4
     ae_width: tuple[int, ...] = (8, 16, 16)
-    ae_steps: int = 200
+    ae_steps: int = 800
+    ae_batch: int = 8
     il_channels: int = 16
     il_width: int = 32
     il_generations: int = 3
-    il_interaction_steps: int = 120
-    il_imitation_steps: int = 60
+    il_interaction_steps: int = 100
+    il_imitation_steps: int = 50
     k_neighbours: int = 3
     denoiser_width: int = 32
-    denoiser_steps: int = 400
+    denoiser_steps: int = 300
     refine_schedule: int = 20            # N: the DDIM schedule whose last steps refine a fused latent
     refine_steps: int = 3                # N / d of the cam-fusion+refine arm (the official script's 3)
     refine_grid: tuple[int, ...] = (0, 1, 3, 5, 10, 20)
     n_fid: int = 500                     # real tail images per tail class, the reference of the Frechet distance
     clf_arch: str = "cnn"
     clf_width: int = 8
-    clf_steps: int = 200
+    clf_steps: int = 180
     clf_min_epochs: int = 1
     clf_batch: int = 64
     clf_lr: float = 2e-3
@@ -77,7 +78,7 @@ class Config:
     oracle_arch: str = "cnn"
     oracle_width: int = 8
     oracle_steps: int = 300
-    n_val: int | None = 1000
+    n_val: int | None = 500
     n_test: int | None = 2000
 
     def __post_init__(self):
@@ -193,7 +194,8 @@ def prepare(dataset: str, seed: int, cfg: Config) -> Seed:
     key = f"{dataset}-lt{cfg.imbalance.get(dataset)}-max{cfg.n_max.get(dataset)}-seed{seed}"
     clock, cost = time.process_time(), {}
     kl = KLConfig(pretrained=cfg.ae_pretrained, subfolder=cfg.ae_subfolder, image_size=cfg.ae_image_size,
-                  block_channels=tuple(cfg.ae_width), latent_channels=cfg.ae_latent, steps=cfg.ae_steps, seed=seed)
+                  block_channels=tuple(cfg.ae_width), latent_channels=cfg.ae_latent, steps=cfg.ae_steps,
+                  batch_size=cfg.ae_batch, seed=seed)
     codec = fit_latent_codec(lt.x, kl, data_key=key)
     latents = batched(codec.encode, lt.x, 512)
     cost["autoencoder-kl"], clock = time.process_time() - clock, time.process_time()

@@ -27,7 +27,8 @@ from torch import nn
 
 import latentlab  # noqa: F401  (torchvision shim first: diffusers imports torchvision)
 from latentlab.cache import train_or_load
-from latentlab.utils import module_device, progress
+from latentlab.models.latent_kl import train_steps
+from latentlab.utils import module_device
 
 # Stable Diffusion's noise schedule (its scheduler_config.json).
 SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
@@ -77,34 +78,25 @@ class DenoiserConfig:
 
     width: int = 32
     blocks: int = 2
-    steps: int = 400
+    steps: int = 300
     batch_size: int = 64
     lr: float = 2e-3
     seed: int = 0
 
 
 def train_denoiser(model: LatentDenoiser, z: torch.Tensor, cfg: DenoiserConfig) -> list[float]:
-    """DDPM training on latents z: noise-prediction MSE at uniformly drawn timesteps (cosine-decayed rate)."""
+    """DDPM training on latents z: noise-prediction MSE at uniformly drawn timesteps, cfg.steps mini-batches."""
     from diffusers import DDPMScheduler
 
     scheduler = DDPMScheduler(**SCHEDULE)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps))
-    model.train()
-    history = []
-    for _ in progress(range(cfg.steps), desc="denoiser", leave=False):
-        z0 = z[torch.randint(len(z), (min(cfg.batch_size, len(z)),), generator=gen)]
+
+    def loss(z0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         t = torch.randint(SCHEDULE["num_train_timesteps"], (len(z0),), generator=gen)
         eps = torch.randn(z0.shape, generator=gen)
-        loss = F.mse_loss(model(scheduler.add_noise(z0, eps, t), t), eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        history.append(loss.item())
-    model.eval()
-    return history
+        return F.mse_loss(model(scheduler.add_noise(z0, eps, t), t), eps)
+
+    return train_steps(model, loss, z, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                       desc="denoiser")
 
 
 def fit_denoiser(z: torch.Tensor, cfg: DenoiserConfig, data_key: str,

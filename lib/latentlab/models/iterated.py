@@ -156,8 +156,8 @@ class ILConfig:
     n_channels: int = 16          # K, channels of the sparse code (official: 64)
     width: int = 32
     generations: int = 3          # official run.sh: 20 (one epoch per phase)
-    interaction_steps: int = 120
-    imitation_steps: int = 60
+    interaction_steps: int = 100
+    imitation_steps: int = 50
     batch_size: int = 64
     lr: float = 2e-3              # official: 1e-4 for 20 generations of full epochs on a GPU
     weight_decay: float = 1e-2

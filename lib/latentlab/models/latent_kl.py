@@ -27,7 +27,7 @@ from torch import nn
 import latentlab  # noqa: F401  (torchvision shim first: diffusers imports torchvision)
 from latentlab.cache import train_or_load
 from latentlab.repro import get_device
-from latentlab.utils import batched, progress
+from latentlab.utils import batched, module_device, progress
 
 
 @dataclass
@@ -40,8 +40,8 @@ class KLConfig:
     block_channels: tuple[int, ...] = (8, 16, 16)  # one block per entry; all but the last halve the size
     latent_channels: int = 4
     norm_groups: int = 4
-    steps: int = 200
-    batch_size: int = 32
+    steps: int = 800
+    batch_size: int = 8
     lr: float = 2e-3
     kl_weight: float = 1e-4                   # weight of KL(q(z|x) || N(0, I)) beside the L1 reconstruction
     seed: int = 0
@@ -106,30 +106,42 @@ class LatentCodec(nn.Module):
 # --------------------------------------------------------------------------- training
 
 
-def train_autoencoder_kl(vae: nn.Module, x: torch.Tensor, cfg: KLConfig) -> list[float]:
-    """Adam on L1 reconstruction + kl_weight * KL for cfg.steps mini-batches of x in [0, 1] (cosine-decayed rate).
-
-    Stable Diffusion's VAE adds a perceptual (LPIPS) and an adversarial loss; at 28 px L1 alone gives sharp
-    enough reconstructions, and a small KL weight keeps the latents near N(0, I) without blurring them.
-    """
-    gen = torch.Generator().manual_seed(cfg.seed)
-    device = next(vae.parameters()).device
-    opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps))
-    vae.train()
+def train_steps(model: nn.Module, batch_loss, x: torch.Tensor, *, steps: int, batch_size: int, lr: float, seed: int,
+                desc: str) -> list[float]:
+    """Adam with a cosine-decayed rate on batch_loss(batch, generator) for `steps` mini-batches of x drawn with
+    replacement (seeded); returns the losses. The training loop of the AutoencoderKL and the latent denoiser."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    model.train()
     history = []
-    for _ in progress(range(cfg.steps), desc="AutoencoderKL", leave=False):
-        batch = x[torch.randint(len(x), (min(cfg.batch_size, len(x)),), generator=gen)].to(device) * 2 - 1
-        posterior = vae.encode(batch).latent_dist
-        recon = vae.decode(posterior.sample()).sample
-        loss = F.l1_loss(recon, batch) + cfg.kl_weight * posterior.kl().mean() / batch[0].numel()
+    for _ in progress(range(steps), desc=desc, leave=False):
+        batch = x[torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)]
+        loss = batch_loss(batch.to(module_device(model)), gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         history.append(loss.item())
-    vae.eval()
+    model.eval()
     return history
+
+
+def train_autoencoder_kl(vae: nn.Module, x: torch.Tensor, cfg: KLConfig) -> list[float]:
+    """L1 reconstruction + kl_weight * KL (per pixel) on images x in [0, 1], cfg.steps mini-batches.
+
+    Stable Diffusion's VAE adds a perceptual (LPIPS) and an adversarial loss; at 28 px L1 alone gives sharp
+    enough reconstructions, and a small KL weight keeps the latents near N(0, I) without blurring them.
+    """
+
+    def loss(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        batch = 2 * batch - 1
+        posterior = vae.encode(batch).latent_dist
+        recon = vae.decode(posterior.sample(generator=gen)).sample
+        return F.l1_loss(recon, batch) + cfg.kl_weight * posterior.kl().mean() / batch[0].numel()
+
+    return train_steps(vae, loss, x, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                       desc="AutoencoderKL")
 
 
 @torch.no_grad()
