@@ -54,6 +54,12 @@ def test_minority_subset_cuts_the_minority_class_to_the_ratio():
     assert np.bincount(y[cam.minority_subset(y, rho=20, seed=0, n_max=60)]).tolist() == [3, 60]
 
 
+def test_config_round_trips_through_a_notebooks_parameters():
+    params = TINY.parameters() | {"SEEDS": [0, 1], "WORKERS": None, "dataset": "toy"}
+    params["REFINE_GRID"] = list(params["REFINE_GRID"])  # a notebook writes lists
+    assert cam.Config.from_parameters(params) == TINY
+
+
 def test_config_rejects_unknown_arms_and_impossible_steps():
     with pytest.raises(ValueError, match="Unknown arms"):
         cam.Config(arms=("none", "smote"))
@@ -71,7 +77,7 @@ def test_scores_split_average_precision_into_tail_and_overall():
 
 
 def test_run_seed_gives_every_arm_and_the_quality_grid(toy):
-    rows = pd.DataFrame(cam.run_seed({"dataset": "toy", "seed": 0, "config": TINY}))
+    rows = pd.DataFrame(cam.run_seed(TINY.parameters() | {"dataset": "toy", "seed": 0}))
     clf = rows[rows["metric"] == "tail_ap"]
     assert sorted(clf["arm"]) == sorted(cam.ARMS) and clf["value"].between(0, 1).all()
     fid = rows[(rows["metric"] == "frechet") & (rows["arm"] == "cam-fusion")]

@@ -90,19 +90,18 @@ class Config:
 
     @classmethod
     def from_parameters(cls, params: dict) -> Config:
-        """A Config from a notebook's UPPER_CASE parameters (e.g. `globals()`): every field, upper-cased, if present;
-        lists become tuples."""
+        """A Config from a notebook's UPPER_CASE parameters (`latentlab.grid.parameters(globals())`, or a task):
+        every field, upper-cased, where present; lists become tuples."""
         names = {f.upper(): f for f in cls.__dataclass_fields__}
         return cls(**{names[k]: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k in names})
+
+    def parameters(self) -> dict:
+        """The UPPER_CASE parameters this Config stands for (the inverse of from_parameters)."""
+        return {f.upper(): getattr(self, f) for f in self.__dataclass_fields__}
 
     def oracle(self, dataset: str) -> Oracle:
         kw = {"width": self.oracle_width} if self.oracle_arch == "cnn" else {}
         return train_oracle(dataset, arch=self.oracle_arch, steps=self.oracle_steps, **kw)
-
-
-def tasks(datasets, seeds, config: Config) -> list[dict]:
-    """One task per seed and dataset, datasets interleaved (two workers then start on different oracles)."""
-    return [{"dataset": d, "seed": int(s), "config": config} for s in seeds for d in datasets]
 
 
 # --------------------------------------------------------------------------- data
@@ -317,8 +316,11 @@ def quality_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle) -> list[dict
 
 
 def run_seed(task: dict) -> list[dict]:
-    """Every arm of one dataset and seed: tidy result rows (dataset, arm, seed, metric, value[, refine_steps])."""
-    dataset, seed, cfg = task["dataset"], task["seed"], task["config"]
+    """Every arm of one dataset and seed: tidy result rows (dataset, arm, seed, metric, value[, refine_steps]).
+
+    task: the notebook's UPPER_CASE parameters with its coordinates `dataset` and `seed` (`latentlab.grid.tasks`).
+    """
+    dataset, seed, cfg = task["dataset"], task["seed"], Config.from_parameters(task)
     s = prepare(dataset, seed, cfg)
     clock = time.process_time()
     kinds = {FUSION_ARMS[a] for a in cfg.arms if a in FUSION_ARMS} | {"cam"}
@@ -334,7 +336,7 @@ def run_seed(task: dict) -> list[dict]:
 
 def oracle_rows(task: dict) -> list[dict]:
     """Train (or load) the oracle of task['dataset']: its result rows (validation / test accuracy, majority rate)."""
-    return task["config"].oracle(task["dataset"]).rows()
+    return Config.from_parameters(task).oracle(task["dataset"]).rows()
 
 
 # --------------------------------------------------------------------------- the paper's Figure 2
