@@ -1,6 +1,9 @@
 """What repeats exactly and what does not: notebook 00's label-budget grid run three ways (a measurement script, not a
 unit test; `python tests/repeatability.py`, minutes of CPU).
 
+Usage: `python tests/repeatability.py [BUDGET ...]` (default: every budget of the notebook's profile; e.g. `20 200 1000`
+for a quicker look). The seeds and every other parameter are the notebook's.
+
 1. the grid with 1 worker (in-process) and with 2 worker processes: must be identical, value for value;
 2. the same grid with 2 torch threads per task instead of 1: a stand-in for another machine, where the floating-point
    order of a convolution differs; how many result rows change, by how much, and do the means move beyond the seed
@@ -10,6 +13,7 @@ unit test; `python tests/repeatability.py`, minutes of CPU).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +32,8 @@ def profile() -> dict:
 
 
 def run(workers: int, threads: int) -> pd.DataFrame:
-    tasks = grid.tasks(profile(), budget=profile()["BUDGETS"], seed=profile()["SEEDS"])
+    budgets = [int(b) for b in sys.argv[1:]] or profile()["BUDGETS"]
+    tasks = grid.tasks(profile(), budget=budgets, seed=profile()["SEEDS"])
     rows = grid.run(budget.run_budget, tasks, workers=workers, threads=threads, desc=f"{workers}w x {threads}t")
     return pd.DataFrame([r for rs in rows for r in rs]).set_index(["arm", "seed", "metric"])["value"]
 
