@@ -52,7 +52,7 @@ def test_multiclass_metrics_match_sklearn():
     assert M.sensitivity(y, p) == pytest.approx(skm.recall_score(y, p.argmax(1), average="macro"))
     assert M.average_precision(y, p) == pytest.approx(skm.average_precision_score(np.eye(5)[y], p))
     out = M.classification_metrics(torch.as_tensor(y), torch.as_tensor(p), "multi-class")
-    assert set(out) == {"accuracy", "balanced_accuracy", "auc", "macro_f1"}
+    assert set(out) == {"accuracy", "balanced_accuracy", "auc", "macro_f1", "single_class"}
 
 
 def test_multilabel_metrics_match_sklearn():
@@ -84,3 +84,11 @@ def test_mutual_information_is_between_zero_and_entropy():
     assert torch.all(mi >= -1e-6) and torch.all(mi <= h + 1e-6)
     with pytest.raises(ValueError, match=r"\(T, N, K\)"):
         M.mutual_information(mc[0])
+
+
+def test_single_class_flags_degenerate_predictions_only():
+    one = np.array([[0.9, 0.1], [0.6, 0.4], [0.7, 0.3]])  # argmax 0 everywhere
+    assert M.single_class(one) and not M.single_class(np.array([[0.9, 0.1], [0.4, 0.6]]))
+    assert M.classification_metrics(np.array([0, 1, 1]), one, "binary-class")["single_class"] == 1.0
+    assert M.single_class(np.array([[0.9, 0.1], [0.8, 0.2]]), multilabel=True)
+    assert not M.single_class(np.array([[0.9, 0.1], [0.2, 0.2]]), multilabel=True)

@@ -33,3 +33,35 @@ def test_results_table_is_tidy(tmp_path, monkeypatch):
     assert summary.loc[0, "mean"] == pytest.approx(0.6) and summary.loc[0, "count"] == 2
     with pytest.raises(ValueError, match="missing \\['seed'\\]"):
         plotting.save_results(df.drop(columns="seed"), "99_test")
+
+
+def _table() -> pd.DataFrame:
+    from latentlab import stats
+
+    rows = [{"dataset": d, "arm": a, "seed": s, "metric": "accuracy", "value": v + 0.01 * s}
+            for d in ("mnist", "pneumonia") for s in range(4)
+            for a, v in (("native", 0.80), ("aisel", 0.83 + 0.005 * (s % 2)), ("random", 0.70 + 0.05 * (s % 2)))]
+    return pd.DataFrame(rows), stats
+
+
+def test_forest_plot_draws_one_interval_per_row_and_the_paper_marker(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTLAB_FIGURES", str(tmp_path))
+    df, stats = _table()
+    table = stats.compare(df, [("aisel", "native", 8.3), ("random", "native")])
+    fig = plotting.forest_plot(table)
+    ax = fig.axes[0]
+    intervals = [line for line in ax.lines if len(line.get_xdata()) == 2 and line.get_linewidth() > 2]
+    assert len(intervals) == len(table) == 4
+    diamonds = [line for line in ax.lines if line.get_marker() == "D"]
+    assert [float(d.get_xdata()[0]) for d in diamonds] == [8.3, 8.3]  # only the claims with a paper number
+    assert [t.get_text() for t in ax.get_yticklabels()][0] == "aisel − native  |  mnist"
+    assert all(p.exists() for p in plotting.savefig(fig, "forest", "99_test"))
+    plt.close(fig)
+
+
+def test_arm_summary_has_one_panel_per_metric():
+    df, _ = _table()
+    df = pd.concat([df, df.assign(metric="auc")])
+    fig = plotting.arm_summary(df, ["accuracy", "auc"], arms=["native", "aisel"])
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["accuracy", "auc"]
+    plt.close(fig)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 from torch import nn
 
-from latentlab import repro, train
+from latentlab import data, repro, train
 from latentlab.models import SmallCNN, build_classifier, mc_dropout, resnet18_28
 
 
@@ -46,14 +48,14 @@ def test_early_stopping_and_val_every():
     assert all(("val_loss" in r) == ((r["epoch"] + 1) % 2 == 0) for r in result.history[:-1])
 
 
-def test_extra_samples_join_training_for_their_epoch():
+def test_synthetic_samples_join_training_for_their_epoch():
     calls = []
 
-    def extra(epoch, model):
+    def synthetic(epoch, model):
         calls.append(epoch)
         return (torch.rand(10, 1, 16, 16), torch.ones(10, dtype=torch.long)) if epoch % 2 else None
 
-    result = train.fit(SmallCNN(1, 2, width=4), _toy(32), None, task="binary-class", epochs=4, extra=extra)
+    result = train.fit(SmallCNN(1, 2, width=4), _toy(32), None, task="binary-class", epochs=4, synthetic=synthetic)
     assert calls == [0, 1, 2, 3]
     assert [r["n_train"] for r in result.history] == [32, 42, 32, 42]
 
@@ -95,3 +97,63 @@ def test_device_and_threads():
     assert repro.get_device("cpu") == torch.device("cpu")
     assert repro.get_device("auto").type in {"cpu", "cuda", "mps"}
     assert repro.set_threads(1) == 1 == torch.get_num_threads()
+
+
+def test_balanced_weights_follow_sklearns_rule():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = torch.tensor([0] * 30 + [1] * 10 + [2] * 5)
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=y.numpy())
+    np.testing.assert_allclose(train.balanced_weights(y, 3).numpy(), expected, rtol=1e-6)
+    assert train.balanced_weights(torch.tensor([0, 0, 1]), 3)[2] == 1.0  # an absent class keeps weight 1
+    multi = torch.tensor([[1, 0], [1, 0], [1, 1], [0, 0]])
+    torch.testing.assert_close(train.balanced_weights(multi, 2), torch.tensor([1 / 3, 3.0]))  # N_neg / N_pos
+
+
+def test_class_weights_stop_a_skewed_set_from_predicting_the_majority_only():
+    # 95 % class 0 in training, a balanced validation set: unweighted, the easy minority is still drowned out early
+    g = torch.Generator().manual_seed(0)
+    y = torch.cat([torch.zeros(190, dtype=torch.long), torch.ones(10, dtype=torch.long)])
+    x = torch.rand(200, 1, 16, 16, generator=g) * 0.6
+    x[y == 1, :, :, :8] += 0.25
+    info = data.DatasetInfo("toy", "binary-class", 1, ["a", "b"])
+    val_y = torch.tensor([0, 1] * 50)
+    val_x = torch.rand(100, 1, 16, 16, generator=g) * 0.6
+    val_x[val_y == 1, :, :, :8] += 0.25
+    fits = {cw: train.train_classifier(data.Dataset(x, y, info), data.Dataset(val_x, val_y, info), steps=30, seed=0,
+                                       class_weight=cw, width=4, monitor="balanced_accuracy")
+            for cw in (None, "balanced")}
+    recall = {cw: train.evaluate(f.model, (val_x, val_y), task="binary-class")["sensitivity"] for cw, f in fits.items()}
+    assert recall["balanced"] > recall[None] + 0.2
+
+
+def test_train_classifier_budget_in_steps_and_epochs():
+    info = data.DatasetInfo("toy", "binary-class", 1, ["a", "b"])
+    small = data.Dataset(*_toy(64), info)
+    r = train.train_classifier(small, None, steps=40, batch_size=16, width=4, seed=0)
+    assert len(r.history) == 10  # 40 steps of 4 batches per epoch
+    r = train.train_classifier(small, None, steps=4, min_epochs=3, batch_size=16, width=4, seed=0)
+    assert len(r.history) == 3  # the epoch floor wins over a tiny step budget
+    with pytest.raises(ValueError, match="class_weight"):
+        train.train_classifier(small, None, class_weight="inverse")
+    with pytest.raises(ValueError, match="monitor"):
+        train.fit(SmallCNN(1, 2, width=4), _toy(8), _toy(8), task="binary-class", monitor="f2")
+
+
+def test_augment_touches_training_batches_only():
+    seen = []
+
+    def augment(x):
+        seen.append(len(x))
+        return x.flip(-1)
+
+    train.fit(SmallCNN(1, 2, width=4), _toy(32), _toy(20, 1), task="binary-class", epochs=2, batch_size=16,
+              augment=augment)
+    assert seen == [16, 16, 16, 16]  # two epochs of two batches; validation (20 images) never augmented
+
+
+def test_same_seed_same_initial_weights_for_every_arm():
+    info = data.DatasetInfo("toy", "binary-class", 1, ["a", "b"])
+    a = train.train_classifier(data.Dataset(*_toy(32), info), None, steps=0, min_epochs=0, seed=3, width=4)
+    b = train.train_classifier(data.Dataset(*_toy(48, 5), info), None, steps=0, min_epochs=0, seed=3, width=4)
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))

@@ -12,7 +12,7 @@ from latentlab import repro, train
 from latentlab.metrics import mutual_information, predictive_entropy
 from latentlab.models import SmallCNN, mc_dropout
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, ConvVAE, build_autoencoder, train_autoencoder
-from latentlab.perturb import batched, fgsm, pgd, standard_perturbations
+from latentlab.perturb import attack_batched, fgsm, pgd, standard_perturbations
 from latentlab.samplers.latent_opt import LatentAugmenter, latent_ascent, mc_probs, random_latent, synthesise
 
 
@@ -127,12 +127,12 @@ def test_fgsm_and_pgd_lower_accuracy_of_a_trained_model():
     model = train.fit(SmallCNN(1, 2, width=8), _toy(), None, task="binary-class", epochs=5, batch_size=32).model
     x, y = _toy(200, 1)
     clean = train.evaluate(model, (x, y), task="binary-class")["accuracy"]
-    attacked = {a.__name__: train.evaluate(model, (batched(a, model, x, y, eps=0.15), y), task="binary-class")
+    attacked = {a.__name__: train.evaluate(model, (attack_batched(a, model, x, y, eps=0.15), y), task="binary-class")
                 ["accuracy"] for a in (fgsm, pgd)}
     assert clean > 0.9
     assert attacked["fgsm"] < clean - 0.2
     assert attacked["pgd"] <= attacked["fgsm"] + 0.02
-    adv = batched(pgd, model, x, y, eps=0.15)
+    adv = attack_batched(pgd, model, x, y, eps=0.15)
     assert (adv - x).abs().max() <= 0.15 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
 
 
@@ -157,5 +157,19 @@ def test_autoencoders_have_the_right_shapes_and_learn(kind):
     out = model(x)
     assert (out[0] if kind == "vae" else out).shape == x.shape
     before = model.loss(x).item()
-    history = train_autoencoder(model, x, cfg)
-    assert history[-1] < 0.8 * history[0] and model.loss(x).item() < before
+    history = train_autoencoder(model, x, cfg, x_val=x[:4])
+    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"] and model.loss(x).item() < before
+    assert history[-1]["val_loss"] < history[0]["val_loss"]  # the validation split monitors the same fit
+
+
+def test_fit_autoencoder_keeps_its_validation_curve_through_the_cache(tmp_path, monkeypatch):
+    from latentlab.models.autoencoder import fit_autoencoder
+
+    monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
+    x = torch.rand(32, 1, 28, 28)
+    cfg = AEConfig(kind="ae", latent_dim=2, width=4, epochs=3, batch_size=16)
+    first = fit_autoencoder(x, cfg, "toy", x_val=x[:8])
+    again = fit_autoencoder(x, cfg, "toy", x_val=x[:8])  # loaded, not trained
+    assert first.val_curve.shape == (3,) and torch.isfinite(first.val_curve).all()
+    torch.testing.assert_close(first.val_curve, again.val_curve)
+    assert torch.isnan(fit_autoencoder(x, cfg, "toy").val_curve).all()  # no validation split, no curve

@@ -9,6 +9,7 @@ missing one is downloaded, and a failed download says exactly what to fetch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -191,6 +192,15 @@ def load(name: str, split: str = "train", size: int = 28, root: str | Path | Non
     loader = _load_torchvision if key in TORCHVISION_SETS else _load_medmnist
     x, y, info = loader(key, split, size, root, download, check_md5)
     return Dataset(x, y, info)
+
+
+@functools.lru_cache(maxsize=16)
+def load_cached(name: str, split: str = "train", size: int = 28) -> Dataset:
+    """`load`, remembered for the life of the process: worker processes of `latentlab.grid` call it once per split.
+
+    The returned tensors are shared by every caller: treat them as read-only (take `subset`s, never write in place).
+    """
+    return load(name, split, size)
 
 
 # --------------------------------------------------------------------------- label budgets

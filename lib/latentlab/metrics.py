@@ -31,6 +31,18 @@ def predictions(probs, multilabel: bool = False) -> np.ndarray:
     return (p >= 0.5).astype(int) if multilabel else p.argmax(1)
 
 
+def single_class(probs, multilabel: bool = False) -> bool:
+    """True when the hard predictions name a single class for every image: a degenerate classifier.
+
+    Such a run scores exactly the majority share (or its complement); it is no baseline and is counted, not averaged
+    away, in every notebook. For multi-label data: every label's prediction is constant over the images.
+    """
+    pred = predictions(probs, multilabel)
+    if multilabel:
+        return bool((pred == pred[:1]).all())
+    return len(np.unique(pred)) <= 1
+
+
 def accuracy(y_true, probs) -> float:
     """Share of correct predictions (per label, averaged, for multi-label data)."""
     y, p, ml = _prep(y_true, probs)
@@ -101,9 +113,13 @@ def average_precision(y_true, probs) -> float:
 
 
 def classification_metrics(y_true, probs, task: str = "multi-class") -> dict[str, float]:
-    """The metrics the notebooks report for a task (binary adds sensitivity, specificity and f1)."""
+    """The metrics the notebooks report for a task (binary adds sensitivity, specificity and f1).
+
+    `single_class` is 1.0 for a degenerate classifier (one class predicted for every image), else 0.0.
+    """
     y, p, ml = _prep(y_true, probs)
-    out = {"accuracy": accuracy(y, p), "balanced_accuracy": balanced_accuracy(y, p)}
+    out = {"accuracy": accuracy(y, p), "balanced_accuracy": balanced_accuracy(y, p),
+           "single_class": float(single_class(p, ml))}
     try:
         out["auc"] = auc(y, p)
     except ValueError:  # a class absent from y_true: AUC is undefined, say so with NaN

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentlab.utils import batched, module_device
+
 Perturbation = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -80,20 +82,21 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
     return adv
 
 
-def batched(attack: Callable[..., torch.Tensor], model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-            batch_size: int = 512, **kwargs) -> torch.Tensor:
-    """Apply an attack (fgsm, pgd) batch by batch on the model's device; results on the CPU."""
-    device = next(model.parameters()).device
+def attack_batched(attack: Callable[..., torch.Tensor], model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   batch_size: int = 512, **kwargs) -> torch.Tensor:
+    """Apply an attack (fgsm, pgd) batch by batch on the model's device; results on the CPU.
+
+    Attacks need gradients, so this cannot use `latentlab.utils.batched` (no-grad inference); images and labels are
+    chunked together instead.
+    """
+    device = module_device(model)
     return torch.cat([attack(model, x[i:i + batch_size].to(device), y[i:i + batch_size].to(device), **kwargs).cpu()
                       for i in range(0, len(x), batch_size)])
 
 
-@torch.no_grad()
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
     model.eval()
-    device = next(model.parameters()).device
-    pred = torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
-    return float((pred == y.cpu()).float().mean())
+    return float((batched(model, x, batch_size).argmax(1) == y.cpu()).float().mean())
 
 
 def robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack_eps: float, pgd_steps: int = 10,
@@ -103,6 +106,6 @@ def robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack_eps
     perturbations = standard_perturbations() if perturbations is None else perturbations
     per = {f"accuracy_{name}": _accuracy(model, f(x), y) for name, f in perturbations.items()}
     out = {"accuracy_tta": sum(per.values()) / len(per)}
-    out["accuracy_fgsm"] = _accuracy(model, batched(fgsm, model, x, y, eps=attack_eps), y)
-    out["accuracy_pgd"] = _accuracy(model, batched(pgd, model, x, y, eps=attack_eps, steps=pgd_steps), y)
+    out["accuracy_fgsm"] = _accuracy(model, attack_batched(fgsm, model, x, y, eps=attack_eps), y)
+    out["accuracy_pgd"] = _accuracy(model, attack_batched(pgd, model, x, y, eps=attack_eps, steps=pgd_steps), y)
     return out | per

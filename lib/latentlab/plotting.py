@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
@@ -73,3 +74,66 @@ def image_grid(x: torch.Tensor, nrow: int = 8, ax: plt.Axes | None = None, title
 def summarise(df: pd.DataFrame, by: tuple[str, ...] = ("dataset", "arm", "metric")) -> pd.DataFrame:
     """Mean, standard deviation and number of seeds of a tidy results table."""
     return df.groupby(list(by), sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
+
+
+VERDICT_COLORS = {"supported": "#1b9e77", "reversed": "#d95f02", "paper-size effect excluded": "#7570b3",
+                  "inconclusive": "0.45"}
+
+
+def forest_plot(table: pd.DataFrame, *, by: str = "dataset", unit: str = "points", title: str | None = None,
+                width: float = 7.5) -> plt.Figure:
+    """Paired differences from `latentlab.stats.compare`: one row per comparison and group, the 95 % interval and its
+    mean, coloured by verdict; the zero line; the paper's effect as a red diamond where it gives one. One panel per
+    metric."""
+    metrics = list(dict.fromkeys(table["metric"]))
+    n_rows = len(table) // len(metrics) if len(metrics) else 0
+    fig, axes = plt.subplots(1, len(metrics), figsize=(width * (0.75 if len(metrics) > 1 else 1) * len(metrics),
+                                                       0.42 * max(n_rows, 2) + 1.3), squeeze=False, sharey=True)
+    for ax, metric in zip(axes[0], metrics):
+        part = table[table["metric"] == metric].reset_index(drop=True)
+        ys = np.arange(len(part))[::-1]
+        for y, (_, r) in zip(ys, part.iterrows()):
+            color = VERDICT_COLORS.get(r["verdict"], "k")
+            ax.plot([r["low"], r["high"]], [y, y], color=color, lw=2.2, solid_capstyle="butt")
+            ax.plot(r["mean"], y, "o", color=color, ms=5)
+            if r.get("paper") is not None and np.isfinite(r["paper"]):
+                ax.plot(r["paper"], y, "D", color="tab:red", ms=5, mfc="none", mew=1.5)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(ys, [f"{r['comparison']}  |  {r[by]}" for _, r in part.iterrows()] if by in part else None)
+        ax.set(xlabel=f"paired difference ({unit}), 95 % interval", title=metric)
+        ax.grid(axis="y", visible=False)
+    handles = [plt.Line2D([], [], color=c, lw=2.2, marker="o", label=v) for v, c in VERDICT_COLORS.items()
+               if v in set(table["verdict"])]
+    if table.get("paper") is not None and table["paper"].notna().any():
+        handles.append(plt.Line2D([], [], ls="none", marker="D", mfc="none", mew=1.5, color="tab:red",
+                                  label="paper's effect"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize="small", frameon=False,
+               bbox_to_anchor=(0.5, 1.0 if title is None else 0.95))
+    if title:
+        fig.suptitle(title, y=1.06)
+    fig.tight_layout()
+    return fig
+
+
+def arm_summary(results: pd.DataFrame, metrics: list[str], *, arms: list[str] | None = None, by: str = "dataset",
+                scale: float = 100.0, unit: str = "%") -> plt.Figure:
+    """Every arm's mean ± sd over seeds per group (one panel per metric), each seed a faint dot: the spread the
+    paired differences have to beat."""
+    part = results[results["metric"].isin(metrics)].copy()
+    part["value"] = part["value"] * scale
+    arms = arms or list(dict.fromkeys(part["arm"]))
+    groups = list(dict.fromkeys(part[by]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(3.6, 1.1 * len(groups) + 1.6) * len(metrics), 3.8),
+                             squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        data = part[part["metric"] == metric]
+        kw = dict(data=data, x=by, y="value", hue="arm", hue_order=arms, order=groups, ax=ax)
+        sns.stripplot(**kw, dodge=True, alpha=0.35, size=3, legend=False)
+        sns.pointplot(**kw, dodge=0.8 - 0.8 / len(arms), errorbar="sd", linestyle="none", markersize=5,
+                      capsize=0.08, err_kws={"linewidth": 1.2}, legend=metric == metrics[-1])
+        ax.set(title=metric, xlabel="", ylabel=f"{metric} ({unit})" if unit else metric)
+        ax.tick_params(axis="x", rotation=20)
+    if axes[0, -1].get_legend() is not None:
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.01, 1), fontsize="small", title=None)
+    fig.tight_layout()
+    return fig

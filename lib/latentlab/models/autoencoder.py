@@ -10,6 +10,7 @@ selection (notebook 03: latent size 2) and by VAE augmentation. One interface fo
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -18,16 +19,8 @@ from torch import nn
 
 import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab.cache import train_or_load
-
-
-def conv_trunk(in_channels: int, width: int) -> nn.Sequential:
-    """s x s -> (2*width, s/4, s/4) with two strided convs, flattened; no batch-norm, so outputs never depend on the
-    batch (codes here, the gradient penalty of the GIN's critic)."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
-        nn.Flatten(),
-    )
+from latentlab.models.blocks import conv_trunk, deconv_trunk
+from latentlab.utils import batched, module_device, progress
 
 
 class _Decoder(nn.Module):
@@ -38,10 +31,7 @@ class _Decoder(nn.Module):
         self.shape = (2 * width, image_size // 4, image_size // 4)
         self.fc = nn.Sequential(nn.Linear(latent_dim, 256), nn.ReLU(inplace=True),
                                 nn.Linear(256, 2 * width * (image_size // 4) ** 2), nn.ReLU(inplace=True))
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(width, out_channels, 4, 2, 1),
-        )
+        self.net = deconv_trunk(2 * width, width, out_channels)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(self.fc(z).view(len(z), *self.shape)))
@@ -151,18 +141,18 @@ def build_autoencoder(cfg: AEConfig, in_channels: int = 1, image_size: int = 28)
     raise ValueError(f"Unknown autoencoder kind {cfg.kind!r}. Choose 'ae' or 'vae'.")
 
 
-def train_autoencoder(model: ConvAutoencoder, x: torch.Tensor, cfg: AEConfig) -> list[float]:
-    """Adam on model.loss over shuffled mini-batches of x; returns the mean loss of each epoch."""
-    from latentlab.train import progress  # here, not at the top: latentlab.train imports latentlab.models
-
+def train_autoencoder(model: ConvAutoencoder, x: torch.Tensor, cfg: AEConfig,
+                      x_val: torch.Tensor | None = None) -> list[dict]:
+    """Adam on model.loss over shuffled mini-batches of x; one history row per epoch (train loss, and the loss on
+    x_val when given: the validation split monitors the fit, it never stops or selects it)."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    device = next(model.parameters()).device
+    device = module_device(model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # Cosine decay: a high rate early for speed, a low one late for sharp reconstructions.
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
-    model.train()
     history = []
-    for _ in progress(range(cfg.epochs), desc=f"{cfg.kind} training", leave=False):
+    for epoch in progress(range(cfg.epochs), desc=f"{cfg.kind} training", leave=False):
+        model.train()
         order, total = torch.randperm(len(x), generator=gen), 0.0
         for start in range(0, len(x), cfg.batch_size):
             batch = x[order[start:start + cfg.batch_size]].to(device)
@@ -172,36 +162,62 @@ def train_autoencoder(model: ConvAutoencoder, x: torch.Tensor, cfg: AEConfig) ->
             opt.step()
             total += loss.item() * len(batch)
         sched.step()
-        history.append(total / len(x))
+        history.append({"epoch": epoch, "train_loss": total / len(x)} | (
+            {"val_loss": validation_loss(model, x_val)} if x_val is not None else {}))
     model.eval()
     return history
 
 
-def fit_autoencoder(x: torch.Tensor, cfg: AEConfig, data_key: str,
-                    device: str | torch.device = "auto") -> ConvAutoencoder:
-    """Train an AE/VAE on images x, or load it from the cache (key: cfg, data_key and the number of images)."""
+@torch.no_grad()
+def validation_loss(model: ConvAutoencoder, x: torch.Tensor, batch_size: int = 1024) -> float:
+    """model.loss averaged over the images of x, in eval mode (a VAE still samples z: its loss is an ELBO)."""
+    model.eval()
+    device = module_device(model)
+    total = sum(model.loss(x[i:i + batch_size].to(device)).item() * len(x[i:i + batch_size])
+                for i in range(0, len(x), batch_size))
+    return total / len(x)
+
+
+def epochs_for(steps: int, n_images: int, batch_size: int = 128) -> int:
+    """Epochs that give about `steps` updates on n_images (at least one): a budget in updates, whatever the size."""
+    return max(1, math.ceil(steps / math.ceil(n_images / batch_size)))
+
+
+def fit_autoencoder(x: torch.Tensor, cfg: AEConfig, data_key: str, device: str | torch.device = "auto",
+                    x_val: torch.Tensor | None = None) -> ConvAutoencoder:
+    """Train an AE/VAE on images x, or load it from the cache (key: cfg, data_key and the numbers of images).
+
+    With x_val, the loss on x_val after each epoch is kept in the buffer `model.val_curve` (cached with the weights,
+    so a cache hit shows it too; NaN without x_val).
+    """
+
+    def build() -> ConvAutoencoder:
+        model = build_autoencoder(cfg, x.shape[1], x.shape[-1])
+        model.register_buffer("val_curve", torch.full((cfg.epochs,), float("nan")))
+        return model
 
     def train(model: ConvAutoencoder) -> None:
-        torch.manual_seed(cfg.seed)
-        train_autoencoder(model, x, cfg)
+        history = train_autoencoder(model, x, cfg, x_val)
+        model.val_curve.copy_(torch.tensor([r.get("val_loss", float("nan")) for r in history]))
 
-    build = lambda: build_autoencoder(cfg, x.shape[1], x.shape[-1])
-    config = {"version": 1, "data": data_key, "n_images": len(x), "image_size": x.shape[-1], **asdict(cfg)}
+    config = {"version": 2, "data": data_key, "n_images": len(x), "image_size": x.shape[-1], **asdict(cfg),
+              "n_val": 0 if x_val is None else len(x_val)}
     return train_or_load(f"autoencoder-{cfg.kind}", config, build, train, device=device)
 
 
-@torch.no_grad()
 def encode_all(model: ConvAutoencoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Codes of many images, batched, in eval mode, on the CPU."""
     model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model.encode(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    return batched(model.encode, x, batch_size)
 
 
-@torch.no_grad()
 def reconstruct(model: ConvAutoencoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """f_dec(f_enc(x)) for many images (the VAE decodes its posterior mean: no sampling noise)."""
     model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model.decode(model.encode(x[i:i + batch_size].to(device))).cpu()
-                      for i in range(0, len(x), batch_size)])
+    return batched(lambda b: model.decode(model.encode(b)), x, batch_size, device=module_device(model))
+
+
+def decode_all(model: ConvAutoencoder, z: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """f_dec(z) for many codes, batched, in eval mode, on the CPU."""
+    model.eval()
+    return batched(model.decode, z, batch_size)

@@ -16,9 +16,9 @@ from torch import nn
 
 import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab.cache import train_or_load
-from latentlab.models.autoencoder import conv_trunk  # batch-norm free: BN would break the gradient penalty
+from latentlab.models.blocks import conv_trunk, deconv_trunk  # critic trunk batch-norm free (gradient penalty)
 from latentlab.repro import get_device
-from latentlab.train import progress
+from latentlab.utils import batched, progress
 
 
 @dataclass
@@ -47,14 +47,10 @@ class Generator(nn.Module):
         self.width = width
         self.fc = nn.Sequential(nn.Linear(latent_dim, 4 * width * 7 * 7, bias=False),
                                 nn.BatchNorm1d(4 * width * 7 * 7), nn.ReLU(inplace=True))
-        self.net = nn.Sequential(
-            nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width),
-            nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(2 * width, channels, 4, 2, 1), nn.Sigmoid(),
-        )
+        self.net = deconv_trunk(4 * width, 2 * width, channels, batchnorm=True)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.net(self.fc(f).view(len(f), 4 * self.width, 7, 7))
+        return torch.sigmoid(self.net(self.fc(f).view(len(f), 4 * self.width, 7, 7)))
 
 
 class Critic(nn.Module):
@@ -99,8 +95,7 @@ class GIN(nn.Module):
         """G(f) in eval mode: with batch-norm in train mode an image would depend on the rest of its batch."""
         was_training = self.generator.training
         self.generator.eval()
-        device = next(self.parameters()).device
-        out = torch.cat([self.generator(f[i:i + batch_size].to(device)).cpu() for i in range(0, len(f), batch_size)])
+        out = batched(self.generator, f, batch_size)
         self.generator.train(was_training)
         return out
 
@@ -108,8 +103,7 @@ class GIN(nn.Module):
     def encode(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         """E(x): the features of images x."""
         self.encoder.eval()
-        device = next(self.parameters()).device
-        return torch.cat([self.encoder(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+        return batched(self.encoder, x, batch_size)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """G(E(x)): how well the GIN can re-create real images (Theorem 1 bounds this error)."""
@@ -189,7 +183,7 @@ def fit_gin(x: torch.Tensor, cfg: GINConfig, data_key: str, device: str | torch.
         train_encoder(gin, cfg)
 
     build = lambda: GIN(cfg.latent_dim, x.shape[1], cfg.width)
-    config = {"version": 1, "data": data_key, "n_images": len(x), **asdict(cfg)}
+    config = {"version": 2, "data": data_key, "n_images": len(x), **asdict(cfg)}
     return train_or_load("gin", config, build, train, device=device)
 
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from latentlab.metrics import entropy
 from latentlab.train import predict_proba
+from latentlab.utils import batched
 
 
 def _generate(generator: nn.Module, f: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -15,9 +16,7 @@ def _generate(generator: nn.Module, f: torch.Tensor, batch_size: int) -> torch.T
         return generator.generate(f, batch_size=batch_size)
     was_training = generator.training
     generator.eval()
-    device = next(generator.parameters()).device
-    with torch.no_grad():
-        x = torch.cat([generator(f[i:i + batch_size].to(device)).cpu() for i in range(0, len(f), batch_size)])
+    x = batched(generator, f, batch_size)
     generator.train(was_training)
     return x
 

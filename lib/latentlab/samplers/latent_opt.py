@@ -6,7 +6,7 @@ with U the mutual information (BALD) of T MC-dropout passes, or the predictive e
 Decoder and classifier are frozen; only z moves. The synthetic image f_dec(z*) keeps the label of x.
 The ascent is projected, normalised gradient ascent (PGD in latent space), because raw MI gradients are tiny
 on images the classifier has memorised. The baseline 'random-latent' moves z0 by a random vector of norm eps.
-`LatentAugmenter` regenerates the synthetic set from the current classifier during training (fit's `extra`).
+`LatentAugmenter` regenerates the synthetic set from the current classifier during training (fit's `synthetic`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torch import nn
 
 from latentlab.metrics import mutual_information, predictive_entropy
 from latentlab.models.classifiers import mc_dropout
+from latentlab.utils import batched, module_device
 
 TARGETS = ("mi", "entropy")
 MODES = ("tsynd-mi", "tsynd-entropy", "random-latent", "recon-only")
@@ -120,8 +121,7 @@ def latent_radius(z: torch.Tensor) -> float:
 def flip_rate(oracle: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
     """Share of images whose label by the oracle (trained on the full training split) differs from y."""
     oracle.eval()
-    device = next(oracle.parameters()).device
-    pred = torch.cat([oracle(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+    pred = batched(oracle, x, batch_size).argmax(1)
     return float((pred != y.cpu()).float().mean())
 
 
@@ -130,11 +130,10 @@ def label_flips(oracle: nn.Module, x_syn: torch.Tensor, x_ref: torch.Tensor, y: 
     """Flip rate caused by the latent move: among images whose reference (their plain reconstruction) the oracle
     labels y, the share whose synthetic image it labels otherwise; and how many images that share is over."""
     oracle.eval()
-    device = next(oracle.parameters()).device
-    keep = oracle(x_ref.to(device)).argmax(1).cpu() == y.cpu()
+    keep = batched(oracle, x_ref).argmax(1) == y.cpu()
     if not keep.any():
         return float("nan"), 0
-    flipped = oracle(x_syn[keep].to(device)).argmax(1).cpu() != y.cpu()[keep]
+    flipped = batched(oracle, x_syn[keep]).argmax(1) != y.cpu()[keep]
     return float(flipped.float().mean()), int(keep.sum())
 
 
@@ -147,7 +146,7 @@ def synthesise(mode: str, autoencoder: nn.Module, classifier: nn.Module, z0: tor
     """
     if mode not in MODES:
         raise ValueError(f"Unknown mode {mode!r}. Choose one of: {', '.join(MODES)}.")
-    device = next(classifier.parameters()).device
+    device = module_device(classifier)
     autoencoder.to(device).eval()
     zs, xs = [], []
     for i in range(0, len(z0), batch_size):
@@ -166,7 +165,7 @@ def synthesise(mode: str, autoencoder: nn.Module, classifier: nn.Module, z0: tor
 
 
 class LatentAugmenter:
-    """fit's `extra` hook: every `every` epochs from `start_epoch` on, regenerate n synthetic images from the
+    """fit's `synthetic` hook: every `every` epochs from `start_epoch` on, regenerate n synthetic images from the
     current classifier (each keeps the label of its source image) and add them to the training set.
 
     Source images are drawn afresh at each regeneration, so over training the synthetic set covers the data.
@@ -181,9 +180,7 @@ class LatentAugmenter:
         self.eps, self.n, self.steps, self.T = eps, n_synthetic, steps, T
         self.start_epoch, self.every = start_epoch, max(1, every)
         self.generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():  # the autoencoder is frozen: encode the labelled images once
-            device = next(autoencoder.parameters()).device
-            self.z_real = torch.cat([autoencoder.encode(x[i:i + 512].to(device)).cpu() for i in range(0, len(x), 512)])
+        self.z_real = batched(autoencoder.encode, x, 512)  # the autoencoder is frozen: encode the labelled images once
         self.current: tuple[torch.Tensor, torch.Tensor] | None = None
         self.last_z: torch.Tensor | None = None
         self.last_idx: torch.Tensor | None = None

@@ -1,0 +1,86 @@
+"""The oracle: the expert who labels synthetic images (AISEL) or judges whether a label survived (TSynD, ...).
+
+In the papers it is a physician or a network trained on all the data. Here it is one classifier per dataset, trained
+on the full training split, selected on the validation split and cached by its config. Every notebook reports its
+validation and test accuracy next to the majority-class rate, and `train_oracle` refuses an oracle that does not
+clearly beat the majority class: an oracle that always says "pneumonia" would make every label-flip rate and every
+oracle label meaningless, silently.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from latentlab.cache import train_or_load
+from latentlab.data import load_cached
+from latentlab.models import build_classifier
+from latentlab.train import evaluate, predict_proba, train_classifier
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """A trained classifier with its measured quality."""
+
+    dataset: str
+    model: nn.Module
+    val_accuracy: float
+    test_accuracy: float
+    majority_rate: float  # share of the largest class in the validation split: what a constant answer scores
+    task: str
+
+    def label(self, x: torch.Tensor, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hard labels (argmax) of images x and the oracle's confidence (max probability) in each."""
+        probs = predict_proba(self.model, x, task=self.task, batch_size=batch_size)
+        conf, labels = probs.max(1)
+        return labels, conf
+
+    def agreement(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Share of images x whose oracle label equals y (the label-validity of synthetic images)."""
+        return float((self.label(x)[0] == y.cpu()).float().mean()) if len(x) else float("nan")
+
+    def rows(self) -> list[dict]:
+        """Tidy result rows (arm 'oracle'): validation and test accuracy, and the validation majority-class rate."""
+        values = {"val_accuracy": self.val_accuracy, "test_accuracy": self.test_accuracy,
+                  "val_majority_rate": self.majority_rate}
+        return [{"dataset": self.dataset, "arm": "oracle", "seed": 0, "metric": k, "value": v}
+                for k, v in values.items()]
+
+    def __str__(self) -> str:
+        return (f"oracle {self.dataset}: val accuracy {self.val_accuracy:.3f} "
+                f"(majority class {self.majority_rate:.3f}), test accuracy {self.test_accuracy:.3f}")
+
+
+@functools.lru_cache(maxsize=8)
+def train_oracle(dataset: str, *, arch: str = "cnn", width: int = 16, steps: int = 1000, min_epochs: int = 1,
+                 batch_size: int = 64, lr: float = 1e-3, class_weight: str | None = "balanced", seed: int = 0,
+                 min_margin: float = 0.05) -> Oracle:
+    """The oracle of a dataset: trained on its whole training split (cached), best validation accuracy kept.
+
+    Raises RuntimeError when its validation accuracy is not at least `min_margin` above the majority-class rate.
+    Remembered per process, so the workers of a grid load and measure it once each.
+    """
+    train, val, test = (load_cached(dataset, s) for s in ("train", "val", "test"))
+    kwargs = {"width": width} if arch == "cnn" else {}
+    settings = dict(arch=arch, steps=steps, min_epochs=min_epochs, batch_size=batch_size, lr=lr,
+                    class_weight=class_weight, seed=seed)
+
+    def fit(model: nn.Module) -> None:
+        fitted = train_classifier(train, val, monitor="accuracy", desc=f"oracle {dataset}", **settings, **kwargs)
+        model.load_state_dict(fitted.model.state_dict())
+
+    config = {"version": 1, "data": dataset, "n": len(train), "width": width, **settings}
+    build = lambda: build_classifier(arch, train.info.n_channels, train.n_classes, **kwargs)
+    model = train_or_load("oracle", config, build, fit)
+    majority = float(np.bincount(val.y.numpy()).max() / len(val)) if val.y.ndim == 1 else float("nan")
+    oracle = Oracle(dataset, model, evaluate(model, val, task=val.info.task)["accuracy"],
+                    evaluate(model, test, task=test.info.task)["accuracy"], majority, train.info.task)
+    if not oracle.val_accuracy >= majority + min_margin:
+        raise RuntimeError(f"{oracle}: not {min_margin:.2f} above the majority class. An oracle that cannot beat a "
+                           "constant answer would make its labels meaningless: give it more steps or width "
+                           "(ORACLE_STEPS, ORACLE_WIDTH) or another architecture (ORACLE_ARCH).")
+    return oracle

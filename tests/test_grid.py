@@ -1,0 +1,103 @@
+"""The experiment grid: the same results in-process, over local worker processes and on a Dask cluster; a model
+cache that survives two workers training the same key at once."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import cloudpickle
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from latentlab import cache, grid
+
+# Tasks below are defined in this test module, which worker processes cannot import: ship them by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # joblib (loky) and dask both use cloudpickle
+
+
+def _train_tiny(task: dict) -> dict:
+    """A small seeded training run plus draws from the unseeded global RNGs of NumPy and torch: all must repeat
+    wherever it runs. (Python's `random` is left out: Dask's own threads draw from it inside a worker; latentlab never
+    uses it.)"""
+    torch.manual_seed(task["seed"])
+    net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
+    x, y = torch.randn(256, 8), torch.randn(256, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    for _ in range(20):
+        loss = ((net(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {"task": task, "loss": loss.item(), "threads": torch.get_num_threads(),
+            "unseeded": (np.random.rand(), torch.rand(1).item())}
+
+
+TASKS = [{"dataset": d, "seed": s} for d in ("a", "b") for s in range(3)]
+
+
+@pytest.fixture(scope="module")
+def in_process() -> list:
+    return grid.run(_train_tiny, TASKS, workers=1)
+
+
+def test_in_process_results_come_in_task_order_with_one_thread(in_process):
+    assert [r["task"] for r in in_process] == TASKS
+    assert all(r["threads"] == 1 for r in in_process)
+    assert len({r["unseeded"] for r in in_process}) == len(TASKS)  # each task its own random state
+
+
+def test_two_local_workers_give_the_same_values(in_process):
+    assert grid.run(_train_tiny, TASKS, workers=2) == in_process
+
+
+def test_a_dask_cluster_gives_the_same_values(in_process):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+            distributed.Client(lc) as client:
+        assert grid.run(_train_tiny, TASKS, client=client) == in_process
+
+
+def test_worker_count_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LATENTLAB_WORKERS", "3")
+    assert grid.n_workers() == 3 and grid.n_workers(1) == 1
+    monkeypatch.setenv("LATENTLAB_WORKERS", "many")
+    with pytest.raises(ValueError, match="whole number"):
+        grid.n_workers()
+    with pytest.raises(ValueError, match="at least 1"):
+        grid.n_workers(0)
+
+
+def _fails(task):
+    raise KeyError("no such arm")
+
+
+def test_a_failing_task_is_named():
+    with pytest.raises(RuntimeError, match=r"Task \{'seed': 1\} failed: KeyError"):
+        grid.run(_fails, [{"seed": 1}], workers=1)
+
+
+def _slow_train(model: nn.Module) -> None:
+    time.sleep(0.5)  # both workers are inside training at the same time
+    with torch.no_grad():
+        model.weight.normal_()
+
+
+def _race(task: dict) -> list:
+    os.environ["LATENTLAB_CACHE"] = task["cache"]
+    model = cache.train_or_load("race", {"w": 1}, lambda: nn.Linear(64, 8), _slow_train)
+    return model.weight.flatten().tolist()
+
+
+def test_two_workers_training_the_same_key_at_once(tmp_path, monkeypatch):
+    tasks = [{"cache": str(tmp_path), "worker": i} for i in range(2)]
+    a, b = grid.run(_race, tasks, workers=2)
+    assert a == b  # seeded from the config: both trainings wrote the same weights
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 1 and files[0].startswith("race-") and files[0].endswith(".pt")  # no temporary leftovers
+    monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
+    loaded = cache.train_or_load("race", {"w": 1}, lambda: nn.Linear(64, 8), lambda m: pytest.fail("retrained"))
+    assert loaded.weight.flatten().tolist() == a
