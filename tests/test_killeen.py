@@ -6,6 +6,7 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -116,6 +117,24 @@ def test_every_accepted_point_lies_within_t_of_a_draw_so_a_tiny_threshold_fails_
     codes, _ = _blobs()
     with pytest.raises(ValueError, match="Raise the threshold t"):
         algorithm1(codes, 20, distribution="uniform", t=1e-9, seed=0, max_draws_per_point=2)
+
+
+def test_the_trace_shows_every_draw_and_each_accepted_point_lies_within_t_of_its_draw():
+    codes, _ = _blobs()
+    labels = cluster(codes, 5, seed=0)
+    trace: list = []
+    picks = algorithm1(codes, 30, distribution="uniform", labels=labels, t=0.3, seed=0, trace=trace)
+    accepted = np.concatenate([hits for _, _, hits in trace])
+    assert np.array_equal(np.sort(accepted), picks) and len(trace) >= 30
+    t_abs, taken = 0.3 * latent_spread(codes), set()
+    for c, z, hits in trace:
+        dist = np.linalg.norm(codes - z, axis=1)
+        free_inside = [i for i in np.flatnonzero((labels == c) & (dist < t_abs)) if i not in taken]
+        if len(hits) == 0:  # a rejected draw had no free point of its cluster within t
+            assert free_inside == []
+        else:  # 'nearest': the accepted point is the nearest free one within t
+            assert hits.tolist() == [min(free_inside, key=lambda i: dist[i])]
+        taken.update(hits.tolist())
 
 
 def test_nearest_accept_takes_the_nearest_free_point_of_each_draw():
@@ -270,7 +289,7 @@ def test_tsne_term_trains_with_the_autoencoder_loop_and_lowers_the_kl_a_plain_au
         torch.manual_seed(0)  # the same initial weights for both
         model = TSNEAutoencoder(1, 2, width=4, image_size=16, perplexity=10.0, kl_weight=weight)
         history = train_autoencoder(model, x, cfg)
-        assert history[-1] < history[0] and model.encode(x).shape == (64, 2)
+        assert history[-1]["train_loss"] < history[0]["train_loss"] and model.encode(x).shape == (64, 2)
         kls[weight] = tsne_kl(p, student_t_similarities(model.encode(x))).item()
     assert kls[20.0] < 0.5 * kls[0.0]
 
@@ -279,3 +298,35 @@ def test_fit_tsne_autoencoder_refuses_batches_smaller_than_the_perplexity():
     with pytest.raises(ValueError, match="batch_size"):
         fit_tsne_autoencoder(torch.rand(8, 1, 28, 28), TSNEConfig(batch_size=16, perplexity=30.0), "toy")
 
+
+
+# --------------------------------------------------------------------------- the notebook's experiment plumbing
+
+
+def test_arm_names_parse_and_bad_ones_fail_before_any_work():
+    from latentlab.experiments import query_selection as qs
+
+    assert qs.parse_arm("random") == (None, "random") and qs.parse_arm("ae-error") == ("conv", "ae-error")
+    assert qs.parse_arm("conv16/typiclust") == ("conv16", "typiclust")
+    assert qs.parse_arm("tsne/clustered-normal") == ("tsne", "clustered-normal")
+    for bad in ("pca/normal", "vae/gmm", "vae"):
+        with pytest.raises(ValueError, match="Unknown arm"):
+            qs.make_tasks(["mnist"], [0], [100], ["random", bad], qs.Config())
+    tasks = qs.make_tasks(["mnist", "pneumoniamnist"], [0, 1], {"mnist": [100, 1000], "pneumoniamnist": [50]},
+                          {"mnist": ["random"], "pneumoniamnist": ["ae-error"]}, qs.Config())
+    assert [(t["dataset"], t["seed"], t["n_labelled"], t["arms"]) for t in tasks] == [
+        ("mnist", 0, [100, 1000], ["random"]), ("mnist", 1, [100, 1000], ["random"]),
+        ("pneumoniamnist", 0, [50], ["ae-error"]), ("pneumoniamnist", 1, [50], ["ae-error"])]
+
+
+def test_table1_puts_our_mean_and_sd_beside_the_papers_number():
+    from latentlab.experiments import query_selection as qs
+
+    rows = [{"dataset": d, "arm": a, "seed": s, "metric": "accuracy", "value": v + 0.01 * s, "n": n}
+            for (d, n) in qs.TABLE1_COLUMNS for a, v in (("random", 0.80), ("vae/clustered-normal", 0.85))
+            for s in (0, 1, 2)]
+    table = qs.table1(pd.DataFrame(rows))
+    assert table.loc[("—", "Random"), ("unbalanced", 100)] == "81.0 ± 1.0 (76.6)"
+    assert table.loc[("VAE", "Clustered Normal"), ("balanced", 1000)] == "86.0 ± 1.0 (94.3)"
+    assert len(table) == 2  # rows without results are dropped
+    assert qs.paper_effects("vae/clustered-normal")[("mnist-unbalanced", 100)] == 8.4

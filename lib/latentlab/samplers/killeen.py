@@ -116,8 +116,10 @@ def draw(distribution: str, codes: np.ndarray, size: int, rng: np.random.Generat
 
 
 def _fill_quota(codes: np.ndarray, quota: int, distribution: str, t: float, rng: np.random.Generator,
-                accept: str, max_draws: int, batch: int = 256) -> list[int]:
-    """Lines 4-12 of Algorithm 1 for one cluster: positions (into `codes`) of `quota` distinct accepted points."""
+                accept: str, max_draws: int, trace: list | None = None, batch: int = 256) -> list[int]:
+    """Lines 4-12 of Algorithm 1 for one cluster: positions (into `codes`) of `quota` distinct accepted points.
+
+    trace: a list that receives (z, positions accepted by that draw) for every draw."""
     chosen: list[int] = []
     free = np.ones(len(codes), dtype=bool)
     draws = 0
@@ -125,7 +127,7 @@ def _fill_quota(codes: np.ndarray, quota: int, distribution: str, t: float, rng:
         if draws >= max_draws:
             raise ValueError(f"Algorithm 1 found only {len(chosen)} of {quota} points of a cluster of {len(codes)} "
                              f"within t after {draws} draws from the {distribution} distribution. Raise the "
-                             f"threshold t, ask for fewer points, or raise max_draws.")
+                             f"threshold t, ask for fewer points, or raise max_draws_per_point.")
         for z in draw(distribution, codes, min(batch, max_draws - draws), rng):
             draws += 1
             d = np.linalg.norm(codes - z, axis=1)
@@ -137,17 +139,20 @@ def _fill_quota(codes: np.ndarray, quota: int, distribution: str, t: float, rng:
                 hits = inside[np.argsort(d[inside], kind="stable")][: quota - len(chosen)].tolist()
             chosen += hits
             free[hits] = False
+            if trace is not None:
+                trace.append((z, hits))
             if len(chosen) == quota:
                 break
     return chosen
 
 
 def algorithm1(codes, n: int, *, distribution: str, labels=None, t: float = 0.25, seed: int = 0,
-               accept: str = "nearest", max_draws_per_point: int = 50) -> np.ndarray:
+               accept: str = "nearest", max_draws_per_point: int = 50, trace: list | None = None) -> np.ndarray:
     """Algorithm 1: n distinct indices of `codes` sampled by f_S per cluster (labels=None: one cluster).
 
     t is in units of the latent spread (`latent_spread`); each cluster may draw at most
-    max_draws_per_point * n_S + 100 times. Returns the chosen indices, sorted.
+    max_draws_per_point * n_S + 100 times. trace: a list that receives (cluster, z, indices accepted) for every
+    draw, to show the algorithm at work. Returns the chosen indices, sorted.
     """
     codes = _check(codes, n)
     if accept not in ("nearest", "all"):
@@ -163,9 +168,12 @@ def algorithm1(codes, n: int, *, distribution: str, labels=None, t: float = 0.25
     picks = []
     for c, quota in cluster_quotas(labels, n).items():
         members = np.flatnonzero(labels == c)
+        steps = [] if trace is not None else None
         found = _fill_quota(codes[members], quota, distribution, t_abs, rng, accept,
-                            max_draws_per_point * quota + 100)
+                            max_draws_per_point * quota + 100, steps)
         picks.append(members[found])
+        if trace is not None:
+            trace += [(c, z, members[hits]) for z, hits in steps]
     return np.sort(np.concatenate(picks))
 
 
