@@ -10,11 +10,15 @@ STAMP   := $(VENV)/.installed-stamp
 
 # Batch runs print no progress bars (they would bloat the notebooks' stored outputs).
 export LATENTLAB_PROGRESS ?= 0
+# WORKERS=N: worker processes for every notebook's seed grid (default: one per core; 1 = in-process).
+ifneq ($(WORKERS),)
+export LATENTLAB_WORKERS := $(WORKERS)
+endif
 
 .PHONY: help env test unit smoke figures lab lint bench clean
 
 help:
-	@echo "make figures [PROFILE=default|paper] [NB='01*']  run notebooks in place, write figures/"
+	@echo "make figures [PROFILE=default|paper] [NB='01*'] [WORKERS=N]  run notebooks in place, write figures/"
 	@echo "make test                                         unit tests + every notebook at smoke size (nbval)"
 	@echo "make env | smoke | lab | lint | bench | clean"
 

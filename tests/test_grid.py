@@ -101,3 +101,12 @@ def test_two_workers_training_the_same_key_at_once(tmp_path, monkeypatch):
     monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
     loaded = cache.train_or_load("race", {"w": 1}, lambda: nn.Linear(64, 8), lambda m: pytest.fail("retrained"))
     assert loaded.weight.flatten().tolist() == a
+
+
+def test_parameters_and_tasks_build_the_grid():
+    namespace = {"SEEDS": [0, 1], "N_TEST": 5, "lower": 1, "_HIDDEN": 2}
+    params = grid.parameters(namespace)
+    assert params == {"SEEDS": [0, 1], "N_TEST": 5}
+    out = grid.tasks(params, dataset=["a", "b"], seed=[0, 1])
+    assert [(t["dataset"], t["seed"]) for t in out] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    assert all(t["N_TEST"] == 5 for t in out)

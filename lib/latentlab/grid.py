@@ -19,7 +19,9 @@ latentlab never draws from it.)
 
 from __future__ import annotations
 
+import itertools
 import os
+import warnings
 import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -49,9 +51,29 @@ def n_workers(workers: int | None = None) -> int:
     return workers
 
 
+def parameters(namespace: dict) -> dict:
+    """The UPPER_CASE names of a namespace (a notebook's `globals()` right after its parameters cell): the profile
+    every task of the notebook carries."""
+    return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")}
+
+
+def tasks(params: dict, **axes: Iterable) -> list[dict]:
+    """The grid: one task per combination of the axes, e.g. tasks(P, dataset=DATASETS, seed=SEEDS), each task the
+    parameters plus its coordinates (first axis outermost)."""
+    names = list(axes)
+    return [params | dict(zip(names, values)) for values in itertools.product(*(list(axes[n]) for n in names))]
+
+
 def task_seed(task: Any) -> int:
     """A stable seed from a task's repr: the random state a task starts from, wherever it runs."""
     return zlib.crc32(repr(task).encode()) % 2**31
+
+
+def describe(task: Any) -> str:
+    """A task's coordinates for messages: its lower-case keys (the UPPER_CASE profile is the same for every task)."""
+    if isinstance(task, dict):
+        return repr({k: v for k, v in task.items() if not (isinstance(k, str) and k.isupper())})
+    return repr(task)
 
 
 def call(fn: Callable[[Any], Any], task: Any, threads: int = 1) -> Any:
@@ -62,7 +84,7 @@ def call(fn: Callable[[Any], Any], task: Any, threads: int = 1) -> Any:
         with isolated_rng(task_seed(task)):
             return fn(task)
     except Exception as err:
-        raise RuntimeError(f"Task {task!r} failed: {type(err).__name__}: {err}") from err
+        raise RuntimeError(f"Task {describe(task)} failed: {type(err).__name__}: {err}") from err
     finally:
         torch.set_num_threads(previous)
 
@@ -105,9 +127,14 @@ def _counted(bar, result):
 def _run_joblib(fn, tasks: list, threads: int, n: int, bar) -> list:
     from joblib import Parallel, delayed
 
+    # loky replaces a worker whose memory grew by 300 MB between two tasks (its leak guard) and warns; ours grow by
+    # design (each keeps its datasets loaded), the replacement only reloads them, and no task is lost.
+    warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor")
     out: list = [None] * len(tasks)
     jobs = (delayed(_worker_call)(i, fn, task, threads) for i, task in enumerate(tasks))
-    for i, result in Parallel(n_jobs=n, backend="loky", return_as="generator_unordered")(jobs):
+    # Idle workers live an hour (not loky's 5 minutes), so a notebook's next grid finds them with their data loaded.
+    parallel = Parallel(n_jobs=n, backend="loky", return_as="generator_unordered", idle_worker_timeout=3600)
+    for i, result in parallel(jobs):
         out[i] = result
         bar.update()
     return out

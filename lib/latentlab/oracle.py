@@ -58,13 +58,17 @@ class Oracle:
 @functools.lru_cache(maxsize=8)
 def train_oracle(dataset: str, *, arch: str = "cnn", width: int = 16, steps: int = 1000, min_epochs: int = 1,
                  batch_size: int = 64, lr: float = 1e-3, class_weight: str | None = "balanced", seed: int = 0,
-                 min_margin: float = 0.05) -> Oracle:
+                 max_images: int | None = None, min_margin: float = 0.05) -> Oracle:
     """The oracle of a dataset: trained on its whole training split (cached), best validation accuracy kept.
+
+    max_images: train on a fixed random subset of at most this many training images (quick profiles); None: all.
 
     Raises RuntimeError when its validation accuracy is not at least `min_margin` above the majority-class rate.
     Remembered per process, so the workers of a grid load and measure it once each.
     """
     train, val, test = (load_cached(dataset, s) for s in ("train", "val", "test"))
+    if max_images is not None and max_images < len(train):
+        train = train.subset(np.sort(np.random.default_rng(0).permutation(len(train))[:max_images]))
     kwargs = {"width": width} if arch == "cnn" else {}
     settings = dict(arch=arch, steps=steps, min_epochs=min_epochs, batch_size=batch_size, lr=lr,
                     class_weight=class_weight, seed=seed)

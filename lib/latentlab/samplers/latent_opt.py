@@ -118,14 +118,6 @@ def latent_radius(z: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def flip_rate(oracle: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    """Share of images whose label by the oracle (trained on the full training split) differs from y."""
-    oracle.eval()
-    pred = batched(oracle, x, batch_size).argmax(1)
-    return float((pred != y.cpu()).float().mean())
-
-
-@torch.no_grad()
 def label_flips(oracle: nn.Module, x_syn: torch.Tensor, x_ref: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
     """Flip rate caused by the latent move: among images whose reference (their plain reconstruction) the oracle
     labels y, the share whose synthetic image it labels otherwise; and how many images that share is over."""
