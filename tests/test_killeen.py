@@ -322,7 +322,7 @@ def test_arm_names_parse_and_bad_ones_fail_before_any_work():
 def test_table1_puts_our_mean_and_sd_beside_the_papers_number():
     from latentlab.experiments import query_selection as qs
 
-    rows = [{"dataset": d, "arm": a, "seed": s, "metric": "accuracy", "value": v + 0.01 * s, "n": n}
+    rows = [{"dataset": d, "arm": a, "seed": s, "metric": "accuracy", "value": v + 0.01 * s, "n_labelled": n}
             for (d, n) in qs.TABLE1_COLUMNS for a, v in (("random", 0.80), ("vae/clustered-normal", 0.85))
             for s in (0, 1, 2)]
     table = qs.table1(pd.DataFrame(rows))

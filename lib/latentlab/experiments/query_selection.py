@@ -9,10 +9,10 @@ A task is {"dataset", "seed", "n_labelled", "arms", "config"} (see `make_tasks`)
 3. per budget n and arm: the query set (n pool indices), a classifier trained on those n images and their true labels
    for `clf_steps` updates from the seed's initial weights (no validation split: a cold start has none to choose a
    model with), evaluated on `n_test` fixed test images;
-4. tidy rows (dataset, arm, seed, metric, value, n, encoder, method): accuracy, balanced_accuracy, auc and
-   single_class of the classifier; coverage (classes present) and balance (normalised class entropy) of the query
-   set; and per encoder the 5-NN accuracy of its codes (arm '<encoder> codes', n = 0): how well its latent space
-   separates the classes.
+4. tidy rows (dataset, arm, seed, metric, value, n_labelled, encoder, method): accuracy, balanced_accuracy, auc
+   and single_class of the classifier; coverage (classes present) and balance (normalised class entropy) of the
+   query set; and per encoder the 5-NN accuracy of its codes (arm '<encoder> codes', n_labelled = 0): how well its
+   latent space separates the classes. (Not 'n': `latentlab.stats.compare` reports the number of seeds as 'n'.)
 
 Arm names: 'random'; 'ae-error' (the images the conv AE at `ae_latent` reconstructs worst); '<encoder>/<method>'
 with encoder 'conv' (AE, MSE), 'vae' (VAE, BCE + KL) or 'tsne' (t-SNE-style AE), at latent size `ae_latent` (2), or
@@ -77,10 +77,10 @@ class Config:
     accept: str = "nearest"
     clf_arch: str = "cnn"
     clf_width: int = 8
-    clf_steps: int = 100
+    clf_steps: int = 80
     clf_min_epochs: int = 1
-    clf_batch: int = 32
-    clf_lr: float = 3e-3
+    clf_batch: int = 64
+    clf_lr: float = 2e-3
     n_test: int = 1000
     unbalanced_replace: int = 2000
     unbalanced_shift: int = 2
@@ -214,7 +214,7 @@ def select_arm(view: SeedView, arm: str, n: int, seed: int, cfg: Config, trace: 
 
 def _row(task: dict, arm: str, metric: str, value: float, n: int, encoder: str | None, method: str) -> dict:
     return {"dataset": task["dataset"], "arm": arm, "seed": task["seed"], "metric": metric, "value": float(value),
-            "n": n, "encoder": encoder or "", "method": method}
+            "n_labelled": n, "encoder": encoder or "", "method": method}
 
 
 def run_seed(task: dict) -> list[dict]:
@@ -250,7 +250,7 @@ def paper_effects(arm: str, baseline: str = "random") -> dict:
 def table1(results: pd.DataFrame, metric: str = "accuracy", digits: int = 1) -> pd.DataFrame:
     """Table 1's layout (AE type and sampling strategy x dataset and n): ours 'mean ± sd' with the paper's number."""
     part = results[(results["metric"] == metric) & results["arm"].isin(PAPER_TABLE1)]
-    stats = part.groupby(["arm", "dataset", "n"])["value"].agg(["mean", "std"]) * 100
+    stats = part.groupby(["arm", "dataset", "n_labelled"])["value"].agg(["mean", "std"]) * 100
     rows = {}
     for arm, paper in PAPER_TABLE1.items():
         encoder, method = parse_arm(arm)
