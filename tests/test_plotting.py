@@ -65,3 +65,31 @@ def test_arm_summary_has_one_panel_per_metric():
     fig = plotting.arm_summary(df, ["accuracy", "auc"], arms=["native", "aisel"])
     assert [ax.get_title() for ax in fig.axes[:2]] == ["accuracy", "auc"]
     plt.close(fig)
+
+
+class _Info:
+    class_names = ["a", "b", "c"]
+
+
+class _Set:
+    def __init__(self, y):
+        self.y, self.x, self.info = torch.tensor(y), torch.rand(len(y), 1, 4, 4), _Info()
+
+    def class_counts(self):
+        return torch.bincount(self.y, minlength=3).numpy()
+
+
+def test_split_counts_count_every_class_of_every_split_and_total_them():
+    counts = plotting.split_counts({"train": _Set([0, 0, 1, 2, 2, 2]), "test": _Set([1, 1, 2])})
+    assert counts.loc[["a", "b", "c"], "train"].tolist() == [2, 1, 3]
+    assert counts.loc[["a", "b", "c"], "test"].tolist() == [0, 2, 1]
+    assert counts.loc["total"].tolist() == [6, 3]
+
+
+def test_class_montage_has_one_row_per_class_and_is_seeded():
+    ds = _Set([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    figs = [plotting.class_montage(ds, per_class=2, seed=1) for _ in range(2)]
+    assert len(figs[0].axes) == 3 and [ax.get_ylabel() for ax in figs[0].axes] == ["a", "b", "c"]
+    images = [[ax.images[0].get_array() for ax in f.axes] for f in figs]
+    assert all((a == b).all() for a, b in zip(*images))
+    plt.close("all")

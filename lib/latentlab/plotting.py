@@ -137,3 +137,28 @@ def arm_summary(results: pd.DataFrame, metrics: list[str], *, arms: list[str] | 
         sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.01, 1), fontsize="small", title=None)
     fig.tight_layout()
     return fig
+
+
+def class_montage(dataset, per_class: int = 8, seed: int = 0, title: str | None = None) -> plt.Figure:
+    """One row of `per_class` random images (drawn with `seed`) for every class of a single-label Dataset."""
+    names = dataset.info.class_names
+    fig, axes = plt.subplots(len(names), 1, figsize=(per_class * 0.55, len(names) * 0.62 + 0.4))
+    rng = np.random.default_rng(seed)
+    for c, ax in enumerate(np.atleast_1d(axes)):
+        idx = rng.choice(np.flatnonzero(dataset.y.numpy() == c), per_class, replace=False)
+        image_grid(dataset.x[idx], nrow=per_class, ax=ax)
+        ax.set_axis_on()
+        ax.set(xticks=[], yticks=[])
+        ax.grid(False)
+        ax.set_ylabel(names[c][:14], rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, y=1.0)
+    return fig
+
+
+def split_counts(splits: dict) -> pd.DataFrame:
+    """Images per class (rows, plus a `total` row) in each split (columns) of {split name: Dataset}."""
+    names = next(iter(splits.values())).info.class_names
+    counts = pd.DataFrame({s: ds.class_counts() for s, ds in splits.items()}, index=names)
+    counts.loc["total"] = counts.sum()
+    return counts
