@@ -14,7 +14,7 @@ import torch
 
 import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab.runner import append_bench
-from latentlab.samplers import energy_distance, support_points, support_points_reference
+from latentlab.samplers.energy import energy_distance, support_points, support_points_reference
 
 
 def main() -> None:

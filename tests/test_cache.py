@@ -86,3 +86,64 @@ def test_cache_hit_and_miss_leave_the_callers_random_stream_alone():
     untouched = run(False)
     assert run(True) == untouched  # cold: trains
     assert run(True) == untouched  # warm: loads
+
+
+def test_a_truncated_cache_file_is_named_and_retrained(tmp_path):
+    calls = []
+    cache.train_or_load("lin", {"w": 2}, lambda: nn.Linear(2, 1), _train(calls))
+    (path,) = tmp_path.glob("lin-*.pt")
+    path.write_bytes(path.read_bytes()[:40])  # a truncated file: torch alone would say "failed reading zip archive"
+    with pytest.warns(UserWarning, match=str(path.name)):
+        model = cache.train_or_load("lin", {"w": 2}, lambda: nn.Linear(2, 1), _train(calls))
+    assert len(calls) == 2 and model.weight[0, 0] == 2.0
+    cache.train_or_load("lin", {"w": 2}, lambda: nn.Linear(2, 1), _train(calls))  # the rewritten file loads
+    assert len(calls) == 2
+
+
+def test_the_key_changes_with_the_data_it_saw():
+    x = torch.zeros(4, 1, 2, 2)
+    base = cache.model_key("m", {"a": 1}, [x])
+    assert cache.model_key("m", {"a": 1}, [x.clone()]) == base  # same values: same key
+    y = x.clone()
+    y[3, 0, 1, 1] = 1e-3  # one pixel
+    assert cache.model_key("m", {"a": 1}, [y]) != base
+    assert cache.model_key("m", {"a": 1}, [x[:3]]) != base  # fewer images
+    assert cache.model_key("m", {"a": 1}, [x, torch.zeros(4)]) != base  # labels too
+    assert cache.model_key("m", {"a": 1}, [x.double()]) != base
+
+
+def _model_configs():
+    """Every generative model's config dataclass with a valid instance (the ones the notebooks cache)."""
+    from latentlab.models.autoencoder import AEConfig
+    from latentlab.models.denoiser import DenoiserConfig
+    from latentlab.models.gin import GINConfig
+    from latentlab.models.iterated import ILConfig
+    from latentlab.models.latent_kl import KLConfig
+    from latentlab.models.tsne_ae import TSNEConfig
+
+    return [AEConfig(), DenoiserConfig(), GINConfig(), ILConfig(), KLConfig(), TSNEConfig()]
+
+
+def _changed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, tuple):
+        return (*value, value[-1] if value else 1)
+    if value is None:
+        return 1
+    raise TypeError(type(value))
+
+
+@pytest.mark.parametrize("config", _model_configs(), ids=lambda c: type(c).__name__)
+def test_every_config_field_changes_the_key(config):
+    import dataclasses
+
+    x = torch.rand(3, 1, 4, 4)
+    base = cache.model_key("m", config, [x])
+    for f in dataclasses.fields(config):
+        other = dataclasses.replace(config, **{f.name: _changed(getattr(config, f.name))})
+        assert cache.model_key("m", other, [x]) != base, f"{type(config).__name__}.{f.name} does not reach the key"

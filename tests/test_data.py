@@ -189,12 +189,6 @@ def test_per_class_subset():
         data.per_class_subset(Y, 101, seed=1)
 
 
-def test_labelled_and_pool_partition_the_indices():
-    lab, pool = data.labelled_and_pool(Y, 50, seed=0)
-    assert len(lab) == 50 and len(pool) == 950 and not set(lab) & set(pool)
-    np.testing.assert_array_equal(np.sort(np.concatenate([lab, pool])), np.arange(1000))
-
-
 @pytest.mark.parametrize("rho", [1, 10, 100])
 def test_exponential_long_tail_has_the_requested_ratio(rho):
     y = np.repeat(np.arange(10), 500)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import latentlab  # noqa: F401  (torchvision shim first)
-from latentlab.samplers import energy_distance, entropy_density, support_points, support_points_reference, top_entropy
+from latentlab.samplers.energy import energy_distance, support_points, support_points_reference
+from latentlab.samplers.entropy import entropy_density, top_entropy
 
 
 def brute_energy(x, y, wx=None, wy=None) -> float:

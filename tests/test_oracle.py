@@ -7,6 +7,11 @@ import pytest
 import torch
 
 from latentlab import data, oracle
+from latentlab.config import OracleConfig
+
+
+def _cfg(steps: int) -> OracleConfig:
+    return OracleConfig(arch="cnn", width=4, steps=steps, max_images=None)
 
 
 @pytest.fixture()
@@ -20,7 +25,7 @@ def breast(writable_mirror, tmp_path, monkeypatch):
 
 
 def test_oracle_reports_its_accuracy_beside_the_majority_rate(breast, tmp_path):
-    o = oracle.train_oracle(breast, steps=60, width=4, min_margin=-1.0)
+    o = oracle.train_oracle(breast, _cfg(60), min_margin=-1.0)
     val = data.load(breast, "val")
     assert o.majority_rate == pytest.approx(np.bincount(val.y.numpy()).max() / len(val))  # 57 / 78 benign
     assert 0 <= o.val_accuracy <= 1 and 0 <= o.test_accuracy <= 1
@@ -36,12 +41,12 @@ def test_oracle_reports_its_accuracy_beside_the_majority_rate(breast, tmp_path):
 
 def test_an_oracle_that_cannot_beat_the_majority_class_is_refused(breast):
     with pytest.raises(RuntimeError, match="majority class"):
-        oracle.train_oracle(breast, steps=1, width=4, min_margin=0.5)
+        oracle.train_oracle(breast, _cfg(1), min_margin=0.5)
 
 
 def test_the_oracle_is_deterministic_from_its_config(breast, tmp_path, monkeypatch):
-    a = oracle.train_oracle(breast, steps=20, width=4, min_margin=-1.0)
+    a = oracle.train_oracle(breast, _cfg(20), min_margin=-1.0)
     monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path / "other"))
     oracle.train_oracle.cache_clear()
-    b = oracle.train_oracle(breast, steps=20, width=4, min_margin=-1.0)
+    b = oracle.train_oracle(breast, _cfg(20), min_margin=-1.0)
     assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))

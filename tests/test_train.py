@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 from latentlab import data, repro, train
+from latentlab.config import ClfConfig
 from latentlab.models import SmallCNN, build_classifier, mc_dropout, resnet18_28
+
+
+def _clf(**changes) -> ClfConfig:
+    base = dict(arch="cnn", width=4, steps=300, min_epochs=1, batch=64, lr=1e-3, class_weight=None, monitor="loss",
+                val_checks=10)
+    return ClfConfig(**(base | changes))
 
 
 def _toy(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,10 +47,10 @@ def test_fit_is_repeatable_with_a_seed():
     assert torch.equal(states[0], states[1])
 
 
-def test_early_stopping_and_val_every():
+def test_early_stopping_and_val_epochs():
     repro.seed_everything(0)
     result = train.fit(SmallCNN(1, 2, width=4), _toy(64), _toy(64, 1), task="binary-class", epochs=200,
-                       patience=4, val_every=2, lr=0.05)
+                       patience=4, val_epochs=range(1, 200, 2), lr=0.05)
     assert len(result.history) < 200
     assert all(("val_loss" in r) == ((r["epoch"] + 1) % 2 == 0) for r in result.history[:-1])
 
@@ -51,12 +58,13 @@ def test_early_stopping_and_val_every():
 def test_synthetic_samples_join_training_for_their_epoch():
     calls = []
 
-    def synthetic(epoch, model):
-        calls.append(epoch)
+    def synthetic(epoch, model, schedule):
+        calls.append((epoch, schedule.epochs))
         return (torch.rand(10, 1, 16, 16), torch.ones(10, dtype=torch.long)) if epoch % 2 else None
 
-    result = train.fit(SmallCNN(1, 2, width=4), _toy(32), None, task="binary-class", epochs=4, synthetic=synthetic)
-    assert calls == [0, 1, 2, 3]
+    result = train.fit(SmallCNN(1, 2, width=4), _toy(32), None, task="binary-class", epochs=4,
+                       hooks=train.Hooks(synthetic=synthetic))
+    assert calls == [(0, 4), (1, 4), (2, 4), (3, 4)]
     assert [r["n_train"] for r in result.history] == [32, 42, 32, 42]
 
 
@@ -120,22 +128,22 @@ def test_class_weights_stop_a_skewed_set_from_predicting_the_majority_only():
     val_y = torch.tensor([0, 1] * 50)
     val_x = torch.rand(100, 1, 16, 16, generator=g) * 0.6
     val_x[val_y == 1, :, :, :8] += 0.25
-    fits = {cw: train.train_classifier(data.Dataset(x, y, info), data.Dataset(val_x, val_y, info), steps=30, seed=0,
-                                       class_weight=cw, width=4, monitor="balanced_accuracy")
+    fits = {cw: train.fit_classifier(data.Dataset(x, y, info), data.Dataset(val_x, val_y, info),
+                                     _clf(steps=30, class_weight=cw, monitor="balanced_accuracy"), seed=0)
             for cw in (None, "balanced")}
     recall = {cw: train.evaluate(f.model, (val_x, val_y), task="binary-class")["sensitivity"] for cw, f in fits.items()}
     assert recall["balanced"] > recall[None] + 0.2
 
 
-def test_train_classifier_budget_in_steps_and_epochs():
+def test_fit_classifier_budget_in_steps_and_epochs():
     info = data.DatasetInfo("toy", "binary-class", 1, ["a", "b"])
     small = data.Dataset(*_toy(64), info)
-    r = train.train_classifier(small, None, steps=40, batch_size=16, width=4, seed=0)
-    assert len(r.history) == 10  # 40 steps of 4 batches per epoch
-    r = train.train_classifier(small, None, steps=4, min_epochs=3, batch_size=16, width=4, seed=0)
+    r = train.fit_classifier(small, None, _clf(steps=40, batch=16), seed=0)
+    assert len(r.history) == 10 and r.schedule.epochs == 10  # 40 steps of 4 batches per epoch
+    r = train.fit_classifier(small, None, _clf(steps=4, min_epochs=3, batch=16), seed=0)
     assert len(r.history) == 3  # the epoch floor wins over a tiny step budget
-    with pytest.raises(ValueError, match="class_weight"):
-        train.train_classifier(small, None, class_weight="inverse")
+    with pytest.raises(ValueError, match="CLF_CLASS_WEIGHT"):
+        train.fit_classifier(small, None, _clf(class_weight="inverse"), seed=0)
     with pytest.raises(ValueError, match="monitor"):
         train.fit(SmallCNN(1, 2, width=4), _toy(8), _toy(8), task="binary-class", monitor="f2")
 
@@ -148,12 +156,66 @@ def test_augment_touches_training_batches_only():
         return x.flip(-1)
 
     train.fit(SmallCNN(1, 2, width=4), _toy(32), _toy(20, 1), task="binary-class", epochs=2, batch_size=16,
-              augment=augment)
+              hooks=train.Hooks(augment=augment))
     assert seen == [16, 16, 16, 16]  # two epochs of two batches; validation (20 images) never augmented
 
 
 def test_same_seed_same_initial_weights_for_every_arm():
     info = data.DatasetInfo("toy", "binary-class", 1, ["a", "b"])
-    a = train.train_classifier(data.Dataset(*_toy(32), info), None, steps=0, min_epochs=0, seed=3, width=4)
-    b = train.train_classifier(data.Dataset(*_toy(48, 5), info), None, steps=0, min_epochs=0, seed=3, width=4)
+    a = train.fit_classifier(data.Dataset(*_toy(32), info), None, _clf(steps=0, min_epochs=0), seed=3)
+    b = train.fit_classifier(data.Dataset(*_toy(48, 5), info), None, _clf(steps=0, min_epochs=0), seed=3)
     assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+
+
+def test_the_schedule_is_the_one_the_loop_runs_and_hooks_are_told_it():
+    info = data.DatasetInfo("toy", "binary-class", 1, ["a", "b"])
+    lab, val = data.Dataset(*_toy(50), info), data.Dataset(*_toy(30, 1), info)
+    clf = _clf(steps=35, batch=16, val_checks=3)
+    plan = train.schedule(len(lab), clf)
+    assert (plan.epochs, plan.batch_size) == (9, 16)  # ceil(35 / ceil(50 / 16)) = ceil(35 / 4)
+    assert plan.val_epochs == (2, 5, 8)  # every 9 // 3 = 3 epochs, the last one included
+    seen = []
+    r = train.fit_classifier(lab, val, clf, seed=0,
+                             hooks=train.Hooks(synthetic=lambda e, m, s: seen.append(s) or None))
+    assert seen == [plan] * plan.epochs and r.schedule == plan
+    assert [h["epoch"] for h in r.history if "val_loss" in h] == list(plan.val_epochs)
+    assert r.best_epoch in plan.val_epochs
+
+
+def test_validation_starts_where_the_hooks_say():
+    clf = _clf(steps=100, batch=10, val_checks=4)
+    plan = train.schedule(20, clf, validate_from=30)  # 50 epochs, checks only in the last 20
+    assert plan.epochs == 50 and plan.val_epochs == (34, 39, 44, 49)
+    info = data.DatasetInfo("toy", "binary-class", 1, ["a", "b"])
+    r = train.fit_classifier(data.Dataset(*_toy(20), info), data.Dataset(*_toy(20, 1), info), clf, seed=0,
+                             hooks=train.Hooks(validate_from=30))
+    assert r.best_epoch >= 30
+    with pytest.raises(ValueError, match="validate_from"):
+        train.schedule(20, clf, validate_from=50)
+
+
+def test_channels_last_gives_the_contiguous_numbers():
+    """The fast path (channels-last model and batches) computes what a plain contiguous loop computes."""
+    x, y = _toy(64)
+    losses = {}
+    for layout in ("contiguous", "channels_last"):
+        repro.seed_everything(0)
+        model = SmallCNN(1, 2, width=8)
+        if layout == "channels_last":
+            model = model.to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        trace = []
+        for step in range(5):
+            xb = x[step * 12:(step + 1) * 12]
+            xb = xb.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else xb
+            loss = nn.functional.cross_entropy(model(xb), y[step * 12:(step + 1) * 12])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            trace.append(loss.item())
+        losses[layout] = (trace, torch.cat([p.detach().flatten() for p in model.parameters()]))
+    np.testing.assert_allclose(losses["contiguous"][0], losses["channels_last"][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(losses["contiguous"][1], losses["channels_last"][1], rtol=1e-3, atol=1e-4)
+    repro.seed_everything(0)
+    fitted = train.fit(SmallCNN(1, 2, width=8), (x, y), None, task="binary-class", epochs=1, batch_size=16)
+    assert fitted.model.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)

@@ -13,7 +13,7 @@ from latentlab.metrics import mutual_information, predictive_entropy
 from latentlab.models import SmallCNN, mc_dropout
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, ConvVAE, build_autoencoder, train_autoencoder
 from latentlab.perturb import attack_batched, fgsm, pgd, standard_perturbations
-from latentlab.samplers.latent_opt import LatentAugmenter, latent_ascent, mc_probs, random_latent, synthesise
+from latentlab.samplers.tsynd import LatentAugmenter, latent_ascent, mc_probs, random_latent, synthesise
 
 
 class _LinearDecoder(nn.Module):

@@ -33,8 +33,9 @@ def _torchvision_ops_loadable() -> bool:
 
 
 def patch_torchvision() -> None:
-    """Declare torchvision::nms / qnms when its ops library cannot load."""
-    if _torchvision_ops_loadable():
+    """Declare torchvision::nms / qnms when its ops library cannot load. Idempotent: a second call (a kernel's
+    importlib.reload, say) keeps the first declaration; replacing its Library object would unregister them."""
+    if globals().get("_TV_LIB") is not None or _torchvision_ops_loadable():
         return
     warnings.filterwarnings("ignore", message=r"Failed to load .*_C.* extension")
     warnings.filterwarnings("ignore", message=r".*Failed to load image Python extension.*")

@@ -1,12 +1,18 @@
-"""Train-or-load: trained models cached by a hash of their config, written atomically."""
+"""Train-or-load: trained models cached by a hash of their config and of the data they saw, written atomically.
+
+A model's key is derived, never hand-written: its config (a dataclass or dict: every field that shapes the weights)
+and a fingerprint of the tensors it trains on. Change any field, or one pixel of the data, and the key changes.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -14,8 +20,9 @@ from torch import nn
 
 from latentlab.repro import get_device, isolated_rng
 
-# Bumped when the way models are built or trained changes for every model (2: seeded from the config hash).
-CACHE_VERSION = 2
+# Bumped when the way models are built or trained changes for every model (2: seeded from the config hash;
+# 3: keys from config dataclasses and data fingerprints, channels-last training).
+CACHE_VERSION = 3
 
 
 def cache_dir() -> Path:
@@ -44,31 +51,65 @@ def atomic_save(obj, path: Path) -> Path:
     return path
 
 
-def model_key(name: str, config: dict) -> str:
-    """The hash that names the model `name` trained with `config` (its cache file and its seed)."""
-    return config_hash({"name": name, "cache_version": CACHE_VERSION, **config})
+def fingerprint(*tensors: torch.Tensor) -> str:
+    """A short hash of tensors' shapes, dtypes and values: the identity of the data a model saw."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(memoryview(t.numpy().reshape(-1).view("uint8")))
+    return h.hexdigest()[:16]
 
 
-def cache_path(name: str, config: dict) -> Path:
-    """The file that holds the model `name` trained with `config`."""
-    return cache_dir() / f"{name}-{model_key(name, config)}.pt"
+def _as_dict(config) -> dict:
+    if dataclasses.is_dataclass(config):
+        return {"config": type(config).__name__} | dataclasses.asdict(config)
+    return dict(config)
 
 
-def train_or_load(name: str, config: dict, build: Callable[[], nn.Module], train: Callable[[nn.Module], object],
-                  device: str | torch.device = "auto") -> nn.Module:
-    """Build the model; load its weights if this exact config was trained before, else train and cache it.
+def model_key(name: str, config, data: Sequence[torch.Tensor] = ()) -> str:
+    """The hash that names the model `name` trained with `config` on `data` (its cache file and its seed)."""
+    return config_hash({"name": name, "cache_version": CACHE_VERSION, **_as_dict(config),
+                        "data": fingerprint(*data) if data else None})
 
-    `config` must hold everything that changes the trained weights (sizes, epochs, seed, data subset);
-    bump a 'version' key in it when the training code changes. Building and training run seeded from the config
-    hash, with the caller's random state restored afterwards: the weights are a function of the config alone,
-    and a cache hit leaves the rest of a notebook exactly as a fresh training would.
+
+def cache_path(name: str, config, data: Sequence[torch.Tensor] = ()) -> Path:
+    """The file that holds the model `name` trained with `config` on `data`."""
+    return cache_dir() / f"{name}-{model_key(name, config, data)}.pt"
+
+
+def _read(path: Path) -> dict | None:
+    """The cached weights at path; None (with a warning naming the file) when the file cannot be read."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        warnings.warn(f"The cached model {path} cannot be loaded ({type(err).__name__}: {err}); it is retrained and "
+                      "overwritten. (Delete the file, or $LATENTLAB_CACHE, to force this.)", stacklevel=3)
+        return None
+
+
+def train_or_load(name: str, config, build: Callable[[], nn.Module], train: Callable[[nn.Module], object],
+                  data: Sequence[torch.Tensor] = (), device: str | torch.device = "auto") -> nn.Module:
+    """Build the model; load its weights if this config was trained on this data before, else train and cache it.
+
+    `config` (a dataclass or dict) must hold everything that changes the trained weights besides the data (sizes,
+    steps, seed, ...); `data` the tensors it trains on. Bump a 'version' field when the training code changes.
+    Building and training run seeded from the key, with the caller's random state restored afterwards: the weights
+    are a function of config and data alone, and a cache hit leaves the rest of a notebook exactly as a fresh
+    training would. A cache file that cannot be read (truncated, say) is reported and retrained.
     """
-    path = cache_path(name, config)
-    with isolated_rng(int(model_key(name, config), 16) % 2**31):
+    key = model_key(name, config, data)
+    path = cache_dir() / f"{name}-{key}.pt"
+    state = _read(path) if path.exists() else None
+    with isolated_rng(int(key, 16) % 2**31):
         model = build()
-        if path.exists():
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        if state is not None:
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as err:
+                raise RuntimeError(f"The cached model {path} does not fit the model its config builds ({err}). "
+                                   "Delete the file to retrain it.") from err
         else:
             train(model)
-            atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+            atomic_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path)
     return model.to(get_device(device)).eval()

@@ -219,6 +219,14 @@ def _check_size(n: int, what: str, available: int) -> None:
         raise ValueError(f"{what} must be a whole number from 1 to {available}; got {n}.")
 
 
+def fixed_subset(ds: Dataset, n: int | None) -> Dataset:
+    """At most n images of a split, always the same ones (a seed-0 draw, kept in order): the validation or test
+    subset every seed and arm of a notebook shares. All of them when n is None or not smaller than the split."""
+    if n is None or n >= len(ds):
+        return ds
+    return ds.subset(np.sort(np.random.default_rng(0).permutation(len(ds))[:n]))
+
+
 def stratified_subset(y, n: int, seed: int) -> np.ndarray:
     """n indices whose class proportions match y's (largest-remainder rounding), seeded."""
     y = _labels(y)
@@ -268,10 +276,3 @@ def long_tail_subset(y, rho: float, profile: str = "exp", n_max: int | None = No
     _check_size(n_max, "n_max (images of the head class)", int(counts.min()))
     quota = long_tail_counts(len(classes), n_max, rho, profile)
     return _draw(y, classes, quota, seed)
-
-
-def labelled_and_pool(y, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified labelled set of n indices and the unlabelled pool (every other index)."""
-    labelled = stratified_subset(y, n, seed)
-    pool = np.setdiff1d(np.arange(len(_labels(y))), labelled)
-    return labelled, pool

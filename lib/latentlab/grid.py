@@ -1,7 +1,7 @@
 """Run an experiment grid (dataset x seed, or finer) in parallel worker processes, or on a Dask cluster.
 
-A notebook's per-seed work is one function `fn(task) -> result` of a small, picklable task (a dict of names, seeds
-and parameter values). Each worker loads its own data (`latentlab.data.load_cached`) and trains its own models
+A notebook's per-seed work is one function `fn(task) -> result` of a small, picklable task: the notebook's frozen
+config and the task's coordinates, `{"cfg": CFG, "dataset": ..., "seed": ...}` (`tasks`). Each worker loads its own data (`latentlab.data.load_cached`) and trains its own models
 (cached by config, `latentlab.cache.train_or_load`), so nothing large crosses process boundaries.
 
 * Locally, through joblib (loky processes): one worker per core by default, one torch thread each: small CPU
@@ -51,29 +51,32 @@ def n_workers(workers: int | None = None) -> int:
     return workers
 
 
-def parameters(namespace: dict) -> dict:
-    """The UPPER_CASE names of a namespace (a notebook's `globals()` right after its parameters cell): the profile
-    every task of the notebook carries."""
-    return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_")}
-
-
-def tasks(params: dict, **axes: Iterable) -> list[dict]:
-    """The grid: one task per combination of the axes, e.g. tasks(P, dataset=DATASETS, seed=SEEDS), each task the
-    parameters plus its coordinates (first axis outermost)."""
+def tasks(cfg: Any, **axes: Iterable) -> list[dict]:
+    """The grid: one task per combination of the axes, e.g. tasks(CFG, dataset=DATASETS, seed=SEEDS), each task
+    {"cfg": cfg, <axis>: value, ...} (first axis outermost). The config travels whole; the coordinates alone
+    decide the task's random state (`task_seed`)."""
     names = list(axes)
-    return [params | dict(zip(names, values)) for values in itertools.product(*(list(axes[n]) for n in names))]
+    if "cfg" in names:
+        raise ValueError("'cfg' is the task's config, not an axis.")
+    return [{"cfg": cfg} | dict(zip(names, values)) for values in itertools.product(*(list(axes[n]) for n in names))]
+
+
+def coordinates(task: Any) -> Any:
+    """A task's coordinates: every entry but its config (dataset, seed, ...), sorted by name."""
+    if isinstance(task, dict):
+        return tuple(sorted((k, v) for k, v in task.items() if k != "cfg"))
+    return task
 
 
 def task_seed(task: Any) -> int:
-    """A stable seed from a task's repr: the random state a task starts from, wherever it runs."""
-    return zlib.crc32(repr(task).encode()) % 2**31
+    """A stable seed from a task's coordinates alone: the random state a task starts from, wherever it runs. It does
+    not change when the grid gains a dataset or a seed, nor with the parameters (they act through the config)."""
+    return zlib.crc32(repr(coordinates(task)).encode()) % 2**31
 
 
 def describe(task: Any) -> str:
-    """A task's coordinates for messages: its lower-case keys (the UPPER_CASE profile is the same for every task)."""
-    if isinstance(task, dict):
-        return repr({k: v for k, v in task.items() if not (isinstance(k, str) and k.isupper())})
-    return repr(task)
+    """A task's coordinates for messages."""
+    return repr(dict(coordinates(task))) if isinstance(task, dict) else repr(task)
 
 
 def call(fn: Callable[[Any], Any], task: Any, threads: int = 1) -> Any:
@@ -117,6 +120,13 @@ def run(fn: Callable[[Any], Any], tasks: Iterable[Any], *, workers: int | None =
         return _run_joblib(fn, tasks, threads, n, bar)
     finally:
         bar.close()
+
+
+def table(fn: Callable[[Any], list[dict]], tasks: Iterable[Any], **kwargs):
+    """`run` for per-task lists of tidy rows: one pandas DataFrame of every task's rows, in task order."""
+    import pandas as pd
+
+    return pd.DataFrame([row for rows in run(fn, tasks, **kwargs) for row in rows])
 
 
 def _counted(bar, result):

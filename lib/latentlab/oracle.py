@@ -10,16 +10,20 @@ oracle label meaningless, silently.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from latentlab.cache import train_or_load
+from latentlab.config import ClfConfig, OracleConfig
 from latentlab.data import load_cached
 from latentlab.models import build_classifier
-from latentlab.train import evaluate, predict_proba, train_classifier
+from latentlab.train import evaluate, fit_classifier, predict_proba
+
+# How every oracle trains besides its OracleConfig (the fields of ClfConfig it does not set).
+TRAINING = dict(min_epochs=1, batch=64, lr=1e-3, class_weight="balanced", monitor="accuracy", val_checks=10)
 
 
 @dataclass(frozen=True)
@@ -56,30 +60,29 @@ class Oracle:
 
 
 @functools.lru_cache(maxsize=8)
-def train_oracle(dataset: str, *, arch: str = "cnn", width: int = 16, steps: int = 1000, min_epochs: int = 1,
-                 batch_size: int = 64, lr: float = 1e-3, class_weight: str | None = "balanced", seed: int = 0,
-                 max_images: int | None = None, min_margin: float = 0.05) -> Oracle:
+def train_oracle(dataset: str, cfg: OracleConfig, min_margin: float = 0.05) -> Oracle:
     """The oracle of a dataset: trained on its whole training split (cached), best validation accuracy kept.
 
-    max_images: train on a fixed random subset of at most this many training images (quick profiles); None: all.
+    cfg.max_images: train on a fixed random subset of at most this many training images (quick profiles); None: all.
+    Every oracle trains the same way besides cfg (`TRAINING`: balanced class weights, selected on validation
+    accuracy, seed 0).
 
     Raises RuntimeError when its validation accuracy is not at least `min_margin` above the majority-class rate.
     Remembered per process, so the workers of a grid load and measure it once each.
     """
     train, val, test = (load_cached(dataset, s) for s in ("train", "val", "test"))
-    if max_images is not None and max_images < len(train):
-        train = train.subset(np.sort(np.random.default_rng(0).permutation(len(train))[:max_images]))
-    kwargs = {"width": width} if arch == "cnn" else {}
-    settings = dict(arch=arch, steps=steps, min_epochs=min_epochs, batch_size=batch_size, lr=lr,
-                    class_weight=class_weight, seed=seed)
+    if cfg.max_images is not None and cfg.max_images < len(train):
+        train = train.subset(np.sort(np.random.default_rng(0).permutation(len(train))[:cfg.max_images]))
+    clf = ClfConfig(arch=cfg.arch, width=cfg.width, steps=cfg.steps, **TRAINING)
 
     def fit(model: nn.Module) -> None:
-        fitted = train_classifier(train, val, monitor="accuracy", desc=f"oracle {dataset}", **settings, **kwargs)
+        fitted = fit_classifier(train, val, clf, seed=0, desc=f"oracle {dataset}")
         model.load_state_dict(fitted.model.state_dict())
 
-    config = {"version": 1, "data": dataset, "n": len(train), "width": width, **settings}
-    build = lambda: build_classifier(arch, train.info.n_channels, train.n_classes, **kwargs)
-    model = train_or_load("oracle", config, build, fit)
+    kwargs = {"width": cfg.width} if cfg.arch == "cnn" else {}
+    build = lambda: build_classifier(cfg.arch, train.info.n_channels, train.n_classes, **kwargs)
+    model = train_or_load("oracle", {"version": 2, "dataset": dataset, **asdict(clf)}, build, fit,
+                          data=(train.x, train.y))
     majority = float(np.bincount(val.y.numpy()).max() / len(val)) if val.y.ndim == 1 else float("nan")
     oracle = Oracle(dataset, model, evaluate(model, val, task=val.info.task)["accuracy"],
                     evaluate(model, test, task=test.info.task)["accuracy"], majority, train.info.task)

@@ -12,8 +12,9 @@ import seaborn as sns
 import torch
 
 import latentlab  # noqa: F401  (torchvision shim first)
+from latentlab.results import COLUMNS
 
-RESULT_COLUMNS = ["dataset", "arm", "seed", "metric", "value"]
+RESULT_COLUMNS = COLUMNS
 
 
 def set_style() -> None:
@@ -23,11 +24,14 @@ def set_style() -> None:
 
 
 def figures_root() -> Path:
-    """$LATENTLAB_FIGURES, else the repository's figures/ (for an editable install), else ./figures."""
-    if "LATENTLAB_FIGURES" in os.environ:
+    """$LATENTLAB_FIGURES, else build/figures of the repository (an editable install), else ./build/figures.
+
+    Only `make figures` writes the tracked figures/ (it sets LATENTLAB_FIGURES): an interactive run in JupyterLab
+    leaves the committed figures and results alone."""
+    if os.environ.get("LATENTLAB_FIGURES"):
         return Path(os.environ["LATENTLAB_FIGURES"]).expanduser()
     repo = Path(__file__).resolve().parents[2]
-    return repo / "figures" if (repo / "pyproject.toml").exists() else Path.cwd() / "figures"
+    return (repo if (repo / "pyproject.toml").exists() else Path.cwd()) / "build" / "figures"
 
 
 def figure_dir(notebook: str) -> Path:
@@ -162,3 +166,17 @@ def split_counts(splits: dict) -> pd.DataFrame:
     counts = pd.DataFrame({s: ds.class_counts() for s, ds in splits.items()}, index=names)
     counts.loc["total"] = counts.sum()
     return counts
+
+
+def report_verdicts(verdicts: pd.DataFrame, name: str, notebook: str, *, columns: list[str] | None = None,
+                    title: str | None = None, unit: str = "points", by: str = "dataset", digits: int = 2):
+    """The one way a notebook shows verdicts: a sentence per comparison (`stats.describe`), the forest plot saved as
+    <figures>/<notebook>/<name>.png, and the table (the given columns) returned for display."""
+    from latentlab.stats import describe
+
+    for _, row in verdicts.iterrows():
+        print(f"{str(row.get(by, '')):18s} {describe(row)}")
+    fig = forest_plot(verdicts, by=by, unit=unit, title=title)
+    savefig(fig, name, notebook)
+    plt.show()
+    return verdicts[columns].round(digits) if columns else verdicts.round(digits)

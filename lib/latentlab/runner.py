@@ -1,9 +1,11 @@
 """Run the notebook series at a profile: `python -m latentlab.runner {figures,smoke,bench,check}`.
 
-Profiles: 'default' is each notebook's own `parameters` cell; 'smoke' and 'paper' override it with
-configs/<profile>.yaml, a mapping {notebook stem: {PARAMETER: value}}.
+Profiles: 'default' is each notebook's own `parameters` cell; the others override it with configs/<profile>.yaml, a
+mapping {notebook stem: {PARAMETER: value}}. A run injects only `PROFILE = "<profile>"`: the notebook's own first
+call (`Config.from_notebook(globals())`) applies the file, exactly as a student who sets PROFILE in JupyterLab does.
 - figures: execute notebooks/<stem>.ipynb in place (papermill), so the committed notebook carries the
-  outputs of that profile; papermill's timing metadata is dropped to keep diffs small.
+  outputs of that profile, and write figures/ (the only command that does); papermill's timing metadata is dropped
+  to keep diffs small.
 - smoke: write parameterised copies to build/smoke/ for nbval to execute (`make test`).
 - bench: wall time of each notebook at smoke and default profile into build/bench.csv.
 """
@@ -22,11 +24,12 @@ import nbformat
 import papermill as pm
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from latentlab.config import CONFIGS, REPO, overrides, profiles
+
 NOTEBOOKS = REPO / "notebooks"
-CONFIGS = REPO / "configs"
 BUILD = REPO / "build"
-PROFILES = ("default", "smoke", "paper")
+FIGURES = REPO / "figures"
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}  # what ipykernel writes
 
 
 def notebooks(pattern: str = "*") -> list[Path]:
@@ -38,14 +41,11 @@ def notebooks(pattern: str = "*") -> list[Path]:
     return found
 
 
-def overrides(profile: str, stem: str) -> dict:
-    """The parameters configs/<profile>.yaml sets for one notebook ({} for the default profile)."""
-    if profile not in PROFILES:
-        raise SystemExit(f"Unknown profile {profile!r}. Choose one of: {', '.join(PROFILES)}.")
-    if profile == "default":
-        return {}
-    config = yaml.safe_load((CONFIGS / f"{profile}.yaml").read_text()) or {}
-    return dict(config.get(stem) or {})
+def injected(profile: str) -> dict:
+    """The parameters a run at `profile` injects: PROFILE alone (none for the default profile)."""
+    if profile != "default" and profile not in profiles():
+        raise SystemExit(f"Unknown profile {profile!r}. Choose one of: default, {', '.join(profiles())}.")
+    return {} if profile == "default" else {"PROFILE": profile}
 
 
 def unknown_overrides(profile: str) -> list[str]:
@@ -69,6 +69,7 @@ def _strip(path: Path, profile: str, params: dict) -> None:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
     nb.metadata["papermill"] = {"profile": profile, "parameters": params}
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nbformat.write(nb, path)
 
 
@@ -83,7 +84,7 @@ def _drop_injected(path: Path) -> None:
 
 def execute(src: Path, dst: Path, profile: str) -> float:
     """Execute src at a profile into dst; return the wall time in seconds."""
-    params = overrides(profile, src.stem)
+    params = injected(profile)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src == dst:
         _drop_injected(src)
@@ -96,7 +97,8 @@ def execute(src: Path, dst: Path, profile: str) -> float:
 
 
 def figures(profile: str, pattern: str, out: Path | None = None) -> None:
-    """Re-execute the notebooks at a profile, in place or into `out` (figures go to figures/<notebook>/)."""
+    """Re-execute the notebooks at a profile, in place or into `out`; figures go to figures/<notebook>/."""
+    os.environ["LATENTLAB_FIGURES"] = str(FIGURES)
     for nb in notebooks(pattern):
         print(f"[{profile}] {nb.name} ...", flush=True)
         seconds = execute(nb, (out / nb.name) if out else nb, profile)
@@ -107,7 +109,7 @@ def smoke(pattern: str, out: Path = BUILD / "smoke") -> None:
     """Write smoke-size copies of the notebooks to out/ (nbval executes them)."""
     out.mkdir(parents=True, exist_ok=True)
     for nb in notebooks(pattern):
-        pm.execute_notebook(str(nb), str(out / nb.name), parameters=overrides("smoke", nb.stem), prepare_only=True,
+        pm.execute_notebook(str(nb), str(out / nb.name), parameters=injected("smoke"), prepare_only=True,
                             kernel_name="python3", progress_bar=False)
         print(f"[smoke] prepared {out / nb.name}")
 
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m latentlab.runner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["figures", "smoke", "bench", "check"])
-    parser.add_argument("--profile", default="default", choices=["default", "paper"],
+    parser.add_argument("--profile", default="default", choices=["default", *profiles()],
                         help="profile for 'figures' (default: the notebooks' own parameters)")
     parser.add_argument("--nb", default="*", help="notebook file-name pattern, e.g. '01*' (default: all)")
     parser.add_argument("--out", type=Path, default=None,

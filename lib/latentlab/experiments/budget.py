@@ -1,25 +1,39 @@
 """Notebook 00: the problem itself. How test accuracy and AUC fall as labelled images become scarce.
 
 One task is one (budget, seed): a stratified subset of that many training images, the shared classifier training
-scheme (`latentlab.train.train_classifier`: at least CLF_STEPS updates and CLF_MIN_EPOCHS passes, balanced class
+scheme (`latentlab.train.fit_classifier`: at least CLF_STEPS updates and CLF_MIN_EPOCHS passes, balanced class
 weights, the best validation check kept), and the test metrics.
 """
 
 from __future__ import annotations
 
-from latentlab import data
-from latentlab.train import evaluate, train_classifier
+from dataclasses import dataclass
+
+from latentlab import data, results
+from latentlab.config import ClfConfig, Params
+from latentlab.train import evaluate, fit_classifier
 
 
-def run_budget(task: dict) -> list[dict]:
+@dataclass(frozen=True)
+class Config(Params):
+    """Notebook 00's parameters cell (UPPER_CASE names lower-cased; CLF_* in `clf`)."""
+
+    NOTEBOOK = "00_setup_and_data"
+
+    curve_dataset: str
+    tour_datasets: tuple[str, ...]
+    budgets: tuple[int, ...]
+    seeds: tuple[int, ...]
+    clf: ClfConfig
+    workers: int | None
+
+
+def run_seed(task: dict) -> list[dict]:
     """Tidy rows (dataset, arm = budget, seed, metric, value) of one classifier trained on `budget` labels."""
-    name, n, seed = task["CURVE_DATASET"], task["budget"], task["seed"]
-    train, val, test = (data.load_cached(name, split) for split in data.SPLITS)
+    cfg, n, seed = task["cfg"], task["budget"], task["seed"]
+    train, val, test = (data.load_cached(cfg.curve_dataset, split) for split in data.SPLITS)
     subset = train.subset(data.stratified_subset(train.y, n, seed))
-    fitted = train_classifier(subset, val, arch=task["CLF_ARCH"], steps=task["CLF_STEPS"],
-                              min_epochs=task["CLF_MIN_EPOCHS"], batch_size=task["CLF_BATCH"], lr=task["CLF_LR"],
-                              seed=seed, class_weight=task["CLF_CLASS_WEIGHT"], monitor=task["CLF_MONITOR"],
-                              **({"width": task["CLF_WIDTH"]} if task["CLF_ARCH"] == "cnn" else {}))
+    fitted = fit_classifier(subset, val, cfg.clf, seed)
     scores = evaluate(fitted.model, test, task=test.info.task) | {"epochs": len(fitted.history),
                                                                   "best_epoch": fitted.best_epoch}
-    return [{"dataset": name, "arm": n, "seed": seed, "metric": k, "value": v} for k, v in scores.items()]
+    return results.rows(cfg.curve_dataset, n, seed, scores)

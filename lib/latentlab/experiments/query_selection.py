@@ -36,7 +36,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from latentlab.data import Dataset, load_cached
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, encode_all, epochs_for, fit_autoencoder, reconstruct
 from latentlab.models.tsne_ae import TSNEConfig, fit_tsne_autoencoder
-from latentlab.samplers import killeen
+from latentlab.samplers import query_selection as killeen
 from latentlab.train import evaluate, train_classifier
 
 UNBALANCED = "mnist-unbalanced"

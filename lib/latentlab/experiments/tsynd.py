@@ -20,7 +20,7 @@ from latentlab.metrics import classification_metrics
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, decode_all, encode_all, epochs_for, fit_autoencoder
 from latentlab.oracle import Oracle, train_oracle
 from latentlab.perturb import robustness, standard_perturbations
-from latentlab.samplers.latent_opt import LatentAugmenter, label_flips, latent_radius, synthesise
+from latentlab.samplers.tsynd import LatentAugmenter, label_flips, latent_radius, synthesise
 from latentlab.train import predict_proba, train_classifier
 
 ARMS = ("baseline", "recon-only", "random-latent", "tsynd-entropy", "tsynd-mi")

@@ -3,7 +3,7 @@
 One task is one dataset and one seed (every labelled budget of that dataset, every arm, every classifier):
   * the seed's own VAE (trained on `ae_images` unlabelled training images, or on the labelled subset only),
   * per budget, one labelled subset shared by every arm,
-  * per arm one synthetic set (`latentlab.samplers.jorge`), its label validity judged by the dataset's oracle,
+  * per arm one synthetic set (`latentlab.samplers.vae_augmentation`), its label validity judged by the dataset's oracle,
   * per arm and classifier one fit on real + synthetic images (kNN and SVM from scikit-learn on pixels; the CNN of
     `latentlab.train.train_classifier`, seeded, so every arm of a seed starts from the same weights),
 and returns tidy rows (dataset = `name@budget`, arm, seed, metric, value, plus `classifier`).
@@ -26,7 +26,7 @@ from latentlab.data import Dataset, load_cached, per_class_subset
 from latentlab.metrics import classification_metrics
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, decode_all, encode_all, epochs_for, fit_autoencoder
 from latentlab.oracle import Oracle, train_oracle
-from latentlab.samplers import jorge
+from latentlab.samplers import vae_augmentation as jorge
 from latentlab.stats import Claim, summary_table
 from latentlab.train import predict_proba, train_classifier
 

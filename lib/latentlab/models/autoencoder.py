@@ -20,7 +20,7 @@ from torch import nn
 import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab.cache import train_or_load
 from latentlab.models.blocks import conv_trunk, deconv_trunk
-from latentlab.utils import batched, module_device, progress
+from latentlab.utils import batched, channels_last, module_device, progress
 
 
 class _Decoder(nn.Module):
@@ -146,7 +146,7 @@ def train_autoencoder(model: ConvAutoencoder, x: torch.Tensor, cfg: AEConfig,
     """Adam on model.loss over shuffled mini-batches of x; one history row per epoch (train loss, and the loss on
     x_val when given: the validation split monitors the fit, it never stops or selects it)."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    device = module_device(model)
+    device = module_device(channels_last(model))  # NHWC: the fast layout for CPU convolutions
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     # Cosine decay: a high rate early for speed, a low one late for sharp reconstructions.
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
@@ -155,7 +155,7 @@ def train_autoencoder(model: ConvAutoencoder, x: torch.Tensor, cfg: AEConfig,
         model.train()
         order, total = torch.randperm(len(x), generator=gen), 0.0
         for start in range(0, len(x), cfg.batch_size):
-            batch = x[order[start:start + cfg.batch_size]].to(device)
+            batch = channels_last(x[order[start:start + cfg.batch_size]].to(device))
             loss = model.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -183,9 +183,9 @@ def epochs_for(steps: int, n_images: int, batch_size: int = 128) -> int:
     return max(1, math.ceil(steps / math.ceil(n_images / batch_size)))
 
 
-def fit_autoencoder(x: torch.Tensor, cfg: AEConfig, data_key: str, device: str | torch.device = "auto",
+def fit_autoencoder(x: torch.Tensor, cfg: AEConfig, device: str | torch.device = "auto",
                     x_val: torch.Tensor | None = None) -> ConvAutoencoder:
-    """Train an AE/VAE on images x, or load it from the cache (key: cfg, data_key and the numbers of images).
+    """Train an AE/VAE on images x, or load it from the cache (key: cfg and the images it saw).
 
     With x_val, the loss on x_val after each epoch is kept in the buffer `model.val_curve` (cached with the weights,
     so a cache hit shows it too; NaN without x_val).
@@ -200,9 +200,9 @@ def fit_autoencoder(x: torch.Tensor, cfg: AEConfig, data_key: str, device: str |
         history = train_autoencoder(model, x, cfg, x_val)
         model.val_curve.copy_(torch.tensor([r.get("val_loss", float("nan")) for r in history]))
 
-    config = {"version": 2, "data": data_key, "n_images": len(x), "image_size": x.shape[-1], **asdict(cfg),
-              "n_val": 0 if x_val is None else len(x_val)}
-    return train_or_load(f"autoencoder-{cfg.kind}", config, build, train, device=device)
+    data = (x,) if x_val is None else (x, x_val)
+    return train_or_load(f"autoencoder-{cfg.kind}", {"version": 3, **asdict(cfg)}, build, train, data=data,
+                         device=device)
 
 
 def encode_all(model: ConvAutoencoder, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:

@@ -99,14 +99,13 @@ def train_denoiser(model: LatentDenoiser, z: torch.Tensor, cfg: DenoiserConfig) 
                        desc="denoiser")
 
 
-def fit_denoiser(z: torch.Tensor, cfg: DenoiserConfig, data_key: str,
+def fit_denoiser(z: torch.Tensor, cfg: DenoiserConfig,
                  device: str | torch.device = "auto") -> LatentDenoiser:
     """Train a denoiser on latents z (N, C, h, w), or load it from the cache."""
     build = lambda: LatentDenoiser(z.shape[1], cfg.width, cfg.blocks)
     train = lambda model: train_denoiser(model, z, cfg)
-    config = {"version": 1, "data": data_key, "n_latents": len(z), "shape": list(z.shape[1:]),
-              "schedule": SCHEDULE, **asdict(cfg)}
-    return train_or_load("latent-denoiser", config, build, train, device=device)
+    config = {"version": 2, "schedule": SCHEDULE, **asdict(cfg)}
+    return train_or_load("latent-denoiser", config, build, train, data=(z,), device=device)
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab.cache import train_or_load
 from latentlab.models.blocks import conv_trunk, deconv_trunk  # critic trunk batch-norm free (gradient penalty)
 from latentlab.repro import get_device
-from latentlab.utils import batched, progress
+from latentlab.utils import batched, channels_last, progress
 
 
 @dataclass
@@ -128,11 +128,12 @@ def train_generator(gin: GIN, x: torch.Tensor, cfg: GINConfig) -> list[dict]:
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
     device = next(gin.parameters()).device
+    channels_last(G), channels_last(D)  # NHWC: the fast layout for CPU convolutions (`make bench-train`)
     G.train()
     history = []
     for step in progress(range(cfg.gan_steps), desc="GIN eq. 3 (WGAN-GP)", leave=False):
         for _ in range(cfg.n_critic):  # the critic must be near its max before each generator step
-            real = x[torch.randint(len(x), (cfg.batch_size,))].to(device)
+            real = channels_last(x[torch.randint(len(x), (cfg.batch_size,))].to(device))
             with torch.no_grad():
                 fake = G(gin.sample_latent(cfg.batch_size).to(device))
             wasserstein = D(real).mean() - D(fake).mean()
@@ -158,12 +159,13 @@ def train_encoder(gin: GIN, cfg: GINConfig) -> list[dict]:
     E = gin.encoder
     device = next(E.parameters()).device
     opt = torch.optim.Adam(E.parameters(), lr=cfg.lr * 5)
+    channels_last(E)
     E.train()
     history = []
     for step in progress(range(cfg.encoder_steps), desc="GIN eq. 5 (encoder)", leave=False):
         u = gin.sample_latent(2 * cfg.batch_size)
         x = gin.generate(u)  # G frozen, eval mode: the same G(u) the selection step will decode
-        loss = ((E(x.to(device)) - u.to(device)) ** 2).sum(1).mean()
+        loss = ((E(channels_last(x.to(device))) - u.to(device)) ** 2).sum(1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -173,8 +175,8 @@ def train_encoder(gin: GIN, cfg: GINConfig) -> list[dict]:
     return history
 
 
-def fit_gin(x: torch.Tensor, cfg: GINConfig, data_key: str, device: str | torch.device = "auto") -> GIN:
-    """Train G (eq. 3) then E (eq. 5) on images x, or load them from the cache (key: cfg and data_key)."""
+def fit_gin(x: torch.Tensor, cfg: GINConfig, device: str | torch.device = "auto") -> GIN:
+    """Train G (eq. 3) then E (eq. 5) on images x, or load them from the cache (key: cfg and the images)."""
 
     def train(gin: GIN) -> None:
         torch.manual_seed(cfg.seed)
@@ -183,8 +185,7 @@ def fit_gin(x: torch.Tensor, cfg: GINConfig, data_key: str, device: str | torch.
         train_encoder(gin, cfg)
 
     build = lambda: GIN(cfg.latent_dim, x.shape[1], cfg.width)
-    config = {"version": 2, "data": data_key, "n_images": len(x), **asdict(cfg)}
-    return train_or_load("gin", config, build, train, device=device)
+    return train_or_load("gin", {"version": 3, **asdict(cfg)}, build, train, data=(x,), device=device)
 
 
 def reconstruction_error(gin: GIN, x: torch.Tensor) -> float:

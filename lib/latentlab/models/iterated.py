@@ -30,7 +30,7 @@ from torch import nn
 
 import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab.cache import train_or_load
-from latentlab.train import balanced_weights, loss_fn
+from latentlab.losses import balanced_weights, loss_fn
 
 
 def _conv_stack(c_in: int, width: int, c_out: int) -> nn.Sequential:
@@ -184,7 +184,7 @@ def iterated_learning(model: IteratedModel, z: torch.Tensor, y: torch.Tensor, cf
     return history
 
 
-def fit_iterated(z: torch.Tensor, y: torch.Tensor, n_classes: int, cfg: ILConfig, data_key: str,
+def fit_iterated(z: torch.Tensor, y: torch.Tensor, n_classes: int, cfg: ILConfig,
                  device: str | torch.device = "auto") -> IteratedModel:
     """Train a Stage 1 model on latents z with labels y, or load it from the cache."""
     if z.ndim != 4 or len(z) != len(y):
@@ -194,5 +194,5 @@ def fit_iterated(z: torch.Tensor, y: torch.Tensor, n_classes: int, cfg: ILConfig
 
     build = lambda: IteratedModel(z.shape[1], n_classes, cfg.n_channels, cfg.width)
     train = lambda model: iterated_learning(model, z, y, cfg)
-    config = {"version": 1, "data": data_key, "n_latents": len(z), "n_classes": n_classes, **asdict(cfg)}
-    return train_or_load("iterated-learning", config, build, train, device=device)
+    config = {"version": 2, "n_classes": n_classes, **asdict(cfg)}
+    return train_or_load("iterated-learning", config, build, train, data=(z, y), device=device)

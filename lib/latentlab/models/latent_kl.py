@@ -155,7 +155,7 @@ def standardise(codec: LatentCodec, x: torch.Tensor, batch_size: int = 512) -> L
     return codec
 
 
-def fit_latent_codec(x: torch.Tensor, cfg: KLConfig, data_key: str,
+def fit_latent_codec(x: torch.Tensor, cfg: KLConfig,
                      device: str | torch.device = "auto") -> LatentCodec:
     """The codec of cfg: loaded with from_pretrained (cfg.pretrained), else trained on images x, or cached."""
     in_channels, image_size = x.shape[1], x.shape[-1]
@@ -170,8 +170,7 @@ def fit_latent_codec(x: torch.Tensor, cfg: KLConfig, data_key: str,
         train_autoencoder_kl(codec.vae, x, cfg)
         standardise(codec, x)
 
-    config = {"version": 1, "data": data_key, "n_images": len(x), "image_size": image_size, **asdict(cfg)}
-    return train_or_load("autoencoder-kl", config, build, train, device=device)
+    return train_or_load("autoencoder-kl", {"version": 2, **asdict(cfg)}, build, train, data=(x,), device=device)
 
 
 def load_pretrained(name: str, subfolder: str | None = None, in_channels: int = 1, image_size: int = 28,

@@ -126,7 +126,7 @@ class TSNEConfig(AEConfig):
     kl_weight: float = 10.0
 
 
-def fit_tsne_autoencoder(x: torch.Tensor, cfg: TSNEConfig, data_key: str,
+def fit_tsne_autoencoder(x: torch.Tensor, cfg: TSNEConfig,
                          device: str | torch.device = "auto") -> TSNEAutoencoder:
     """Train a TSNEAutoencoder on images x, or load it from the cache (as `fit_autoencoder` does for AE / VAE)."""
     if cfg.batch_size < cfg.perplexity + 2:
@@ -137,6 +137,5 @@ def fit_tsne_autoencoder(x: torch.Tensor, cfg: TSNEConfig, data_key: str,
     def build() -> TSNEAutoencoder:
         return TSNEAutoencoder(x.shape[1], cfg.latent_dim, cfg.width, x.shape[-1], cfg.perplexity, cfg.kl_weight)
 
-    config = {"version": 1, "data": data_key, "n_images": len(x), "image_size": x.shape[-1], **asdict(cfg)}
-    return train_or_load("autoencoder-tsne", config, build, lambda model: train_autoencoder(model, x, cfg),
-                         device=device)
+    return train_or_load("autoencoder-tsne", {"version": 2, **asdict(cfg)}, build,
+                         lambda model: train_autoencoder(model, x, cfg), data=(x,), device=device)

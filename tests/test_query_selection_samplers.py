@@ -21,7 +21,7 @@ from latentlab.models.tsne_ae import (
     student_t_similarities,
     tsne_kl,
 )
-from latentlab.samplers.killeen import (
+from latentlab.samplers.query_selection import (
     METHODS,
     algorithm1,
     cluster,

@@ -9,7 +9,7 @@ from torch import nn
 
 from latentlab.models.autoencoder import ConvVAE
 from latentlab.oracle import Oracle
-from latentlab.samplers.jorge import (
+from latentlab.samplers.vae_augmentation import (
     add_noise,
     affine_augment,
     augment_codes,

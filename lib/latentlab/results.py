@@ -1,0 +1,13 @@
+"""Tidy result rows, the one shape every notebook's results.csv has: (dataset, arm, seed, metric, value, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+COLUMNS = ["dataset", "arm", "seed", "metric", "value"]
+
+
+def rows(dataset: str, arm: str, seed: int, values: Mapping[str, Any], **extra) -> list[dict]:
+    """One row per metric of `values`, each carrying the same extra columns (n_synthetic=..., classifier=...)."""
+    return [{"dataset": dataset, "arm": arm, "seed": seed, "metric": k, "value": v, **extra} for k, v in values.items()]
