@@ -218,3 +218,11 @@ def test_step_long_tail():
 def test_impossible_budgets_raise_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_fixed_subsets_are_the_same_for_every_call():
+    ds = data.Dataset(torch.arange(100).float().view(100, 1, 1, 1), torch.zeros(100, dtype=torch.long),
+                      data.DatasetInfo("toy", "multi-class", 1, ["a"]))
+    a, b = data.fixed_subset(ds, 10), data.fixed_subset(ds, 10)
+    assert torch.equal(a.x, b.x) and len(a) == 10 and len(data.fixed_subset(ds, None)) == 100
+

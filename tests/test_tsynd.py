@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+import pandas as pd
+
 import pytest
 import torch
 from torch import nn
 
 from latentlab import repro, train
+from latentlab.experiments import tsynd
 from latentlab.metrics import mutual_information, predictive_entropy
 from latentlab.models import SmallCNN, mc_dropout
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, ConvVAE, build_autoencoder, train_autoencoder
@@ -173,3 +177,42 @@ def test_fit_autoencoder_keeps_its_validation_curve_through_the_cache(tmp_path, 
     assert first.val_curve.shape == (3,) and torch.isfinite(first.val_curve).all()
     torch.testing.assert_close(first.val_curve, again.val_curve)
     assert torch.isnan(fit_autoencoder(x, cfg, "toy").val_curve).all()  # no validation split, no curve
+
+
+# --- moved from test_experiments.py
+
+def test_parse_entry_and_its_error():
+    assert tsynd.parse_entry("pneumoniamnist@10%") == ("pneumoniamnist", 0.1)
+    assert tsynd.parse_entry("breastmnist@100%") == ("breastmnist", 1.0)
+    with pytest.raises(ValueError, match="name@share%"):
+        tsynd.parse_entry("breastmnist")
+
+
+def _sweep(rates: dict[float, tuple[float, float]]) -> pd.DataFrame:
+    rows = [{"eps_rel": e, "mode": m, "flip_rate": r} for e, (mi, ent) in rates.items()
+            for m, r in (("tsynd-mi", mi), ("tsynd-entropy", ent), ("random-latent", 0.0))]
+    return pd.DataFrame(rows)
+
+
+def test_choose_eps_takes_the_largest_eps_below_the_flip_limit_for_both_targets():
+    assert tsynd.choose_eps(_sweep({0.1: (0.01, 0.02), 0.2: (0.04, 0.05), 0.3: (0.06, 0.01)}), 0.05) == 0.2
+    # a later eps that passes again does not count: every smaller eps must pass too
+    assert tsynd.choose_eps(_sweep({0.1: (0.01, 0.0), 0.2: (0.2, 0.0), 0.3: (0.0, 0.0)}), 0.05) == 0.1
+    assert tsynd.choose_eps(_sweep({0.1: (0.3, 0.0)}), 0.05) == 0.0
+    assert tsynd.choose_eps(_sweep({0.1: (np.nan, 0.0)}), 0.05) == 0.0  # an unmeasured rate never passes
+
+
+def test_autoencoder_tasks_share_one_autoencoder_per_dataset_and_seed():
+    p = {"DATASETS": ["pneumoniamnist@1%", "pneumoniamnist@10%", "breastmnist@100%"], "SEEDS": [0, 1],
+         "AE_DATA": "all"}
+    assert [(t["entry"], t["seed"]) for t in tsynd.autoencoder_tasks(p)] == [
+        ("pneumoniamnist@1%", 0), ("pneumoniamnist@1%", 1), ("breastmnist@100%", 0), ("breastmnist@100%", 1)]
+    assert len(tsynd.autoencoder_tasks(p | {"AE_DATA": "labelled"})) == 6
+
+
+def test_n_epochs_matches_train_classifiers_budget():
+    p = {"CLF_BATCH": 64, "CLF_STEPS": 120, "CLF_MIN_EPOCHS": 2}
+    assert tsynd.n_epochs(p, 47) == 120  # one batch an epoch
+    assert tsynd.n_epochs(p, 4708) == 2  # 74 batches: the epoch floor
+    assert tsynd.n_epochs(p, 470) == 15  # 8 batches
+

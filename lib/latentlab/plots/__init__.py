@@ -1,0 +1,1 @@
+"""Figures of one method each (the shared figure helpers are in `latentlab.plotting`)."""
