@@ -6,7 +6,6 @@ import functools
 
 import numpy as np
 import pandas as pd
-
 import pytest
 import torch
 from torch import nn

@@ -1,7 +1,8 @@
 """Run an experiment grid (dataset x seed, or finer) in parallel worker processes, or on a Dask cluster.
 
 A notebook's per-seed work is one function `fn(task) -> result` of a small, picklable task: the notebook's frozen
-config and the task's coordinates, `{"cfg": CFG, "dataset": ..., "seed": ...}` (`tasks`). Each worker loads its own data (`latentlab.data.load_cached`) and trains its own models
+config and the task's coordinates, `{"cfg": CFG, "dataset": ..., "seed": ...}` (`tasks`). Each worker loads its
+own data (`latentlab.data.load_cached`) and trains its own models
 (cached by config, `latentlab.cache.train_or_load`), so nothing large crosses process boundaries.
 
 * Locally, through joblib (loky processes): one worker per core by default, one torch thread each: small CPU

@@ -24,7 +24,7 @@ import nbformat
 import papermill as pm
 import yaml
 
-from latentlab.config import CONFIGS, REPO, overrides, profiles
+from latentlab.config import CONFIGS, REPO, profiles
 
 NOTEBOOKS = REPO / "notebooks"
 BUILD = REPO / "build"
