@@ -15,12 +15,14 @@ ifneq ($(WORKERS),)
 export LATENTLAB_WORKERS := $(WORKERS)
 endif
 
-.PHONY: help env test unit smoke figures lab lint bench clean
+.PHONY: help env test unit smoke figures lab lint bench bench-train clean
 
 help:
 	@echo "make figures [PROFILE=default|paper] [NB='01*'] [WORKERS=N]  run notebooks in place, write figures/"
 	@echo "make test                                         unit tests + every notebook at smoke size (nbval)"
-	@echo "make env | smoke | lab | lint | bench | clean"
+	@echo "make lab [LAB_ARGS='--allow-root --no-browser --port 8888']  JupyterLab on notebooks/"
+	@echo "make bench-train                                  training throughput, library vs plain loops (1 thread)"
+	@echo "make env | smoke | lint | bench | clean"
 
 env: $(STAMP)
 
@@ -45,8 +47,10 @@ smoke: env
 figures: env
 	$(BIN)/python -m latentlab.runner figures --profile $(PROFILE) --nb '$(NB)'
 
+# Options for JupyterLab, e.g. LAB_ARGS='--allow-root --no-browser --port 8888' (as root, in a container).
+LAB_ARGS ?=
 lab: env
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $(LAB_ARGS)
 
 lint: env
 	$(BIN)/ruff check lib tests notebooks
@@ -54,6 +58,11 @@ lint: env
 bench: env
 	$(BIN)/python -m latentlab.runner bench --nb '$(NB)'
 	@if [ -f tests/bench_selector.py ]; then $(BIN)/python tests/bench_selector.py; fi
+
+# Training throughput of the library's loops (channels-last) against plain contiguous loops, one thread;
+# the last line is train_speedup=<ratio>.
+bench-train: env
+	$(BIN)/python tests/bench_train.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -147,3 +147,27 @@ def test_every_config_field_changes_the_key(config):
     for f in dataclasses.fields(config):
         other = dataclasses.replace(config, **{f.name: _changed(getattr(config, f.name))})
         assert cache.model_key("m", other, [x]) != base, f"{type(config).__name__}.{f.name} does not reach the key"
+
+
+def test_a_cache_hit_computes_exactly_what_a_fresh_training_computes(tmp_path):
+    """Trained channels-last or loaded into a contiguous model, the returned model has one layout and one output."""
+    from latentlab.utils import channels_last
+
+    def build():
+        return nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1))
+
+    def train(model):
+        channels_last(model)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(3):
+            loss = model(channels_last(torch.rand(4, 3, 6, 6))).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    x = channels_last(torch.rand(5, 3, 6, 6))
+    fresh = cache.train_or_load("layout", {"w": 1}, build, train)
+    loaded = cache.train_or_load("layout", {"w": 1}, build, lambda m: pytest.fail("retrained"))
+    with torch.no_grad():
+        assert torch.equal(fresh(x), loaded(x))
+    assert loaded[0].weight.is_contiguous(memory_format=torch.channels_last)

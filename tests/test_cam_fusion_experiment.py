@@ -7,15 +7,20 @@ import pandas as pd
 import pytest
 import torch
 
-from latentlab import data
+from latentlab import config, data
 from latentlab.experiments import cam_fusion as cam
 from latentlab.models import SmallCNN
 from latentlab.oracle import Oracle
 
-TINY = cam.Config(imbalance={"toy": 10}, n_max={}, n_tail=1, n_augment=6, ae_width=(4, 4, 4), ae_steps=2,
-                  il_channels=4, il_width=8, il_generations=2, il_interaction_steps=2, il_imitation_steps=2,
-                  denoiser_width=8, denoiser_steps=2, refine_steps=2, refine_grid=(0, 2), refine_schedule=4,
-                  n_fid=8, clf_width=4, clf_steps=2, clf_batch=16, n_val=None, n_test=None)
+PARAMS = dict(DATASETS=["toy"], SEEDS=[0], ARMS=list(cam.ARMS), WORKERS=1, IMBALANCE={"toy": 10}, N_MAX={},
+              N_TAIL=1, N_AUGMENT=6, AE_PRETRAINED=None, AE_SUBFOLDER=None, AE_IMAGE_SIZE=None, AE_LATENT=4,
+              AE_WIDTH=[4, 4, 4], AE_STEPS=2, AE_BATCH=8, IL_CHANNELS=4, IL_WIDTH=8, IL_GENERATIONS=2,
+              IL_INTERACTION_STEPS=2, IL_IMITATION_STEPS=2, K_NEIGHBOURS=3, DENOISER_WIDTH=8, DENOISER_STEPS=2,
+              REFINE_SCHEDULE=4, REFINE_STEPS=2, REFINE_GRID=[0, 2], N_FID=8,
+              CLF_ARCH="cnn", CLF_WIDTH=4, CLF_STEPS=2, CLF_MIN_EPOCHS=1, CLF_BATCH=16, CLF_LR=2e-3,
+              CLF_CLASS_WEIGHT=None, CLF_MONITOR="loss", CLF_VAL_CHECKS=10,
+              ORACLE_ARCH="cnn", ORACLE_WIDTH=4, ORACLE_STEPS=2, ORACLE_MAX_IMAGES=None, N_VAL=None, N_TEST=None)
+TINY = cam.Config.from_parameters(PARAMS)
 
 
 def _toy(split: str, n_classes: int = 3) -> data.Dataset:
@@ -33,15 +38,18 @@ def _toy(split: str, n_classes: int = 3) -> data.Dataset:
 
 @pytest.fixture
 def toy(monkeypatch, tmp_path):
+    """The toy splits instead of real data (loads counted), a tiny untrained oracle, a fresh model cache."""
     monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
-    monkeypatch.setattr(data, "load_cached", lambda name, split="train", size=28: _toy(split))
+    loads = []
+    monkeypatch.setattr(data, "load_cached", lambda name, split="train", size=28: loads.append(split) or _toy(split))
     torch.manual_seed(0)
     oracle = Oracle("toy", SmallCNN(1, 3, width=4).eval(), 1.0, 1.0, 1 / 3, "multi-class")
-    monkeypatch.setattr(cam.Config, "oracle", lambda self, dataset: oracle)
+    monkeypatch.setattr(cam, "train_oracle", lambda dataset, cfg: oracle)
+    return loads
 
 
-def test_long_tailed_multi_class_follows_the_exponential_profile_and_marks_the_rarest_tail(toy):
-    lt, tail, rows = cam.long_tailed("toy", 0, TINY)
+def test_long_tailed_multi_class_follows_the_exponential_profile_and_marks_the_rarest_tail():
+    lt, tail, rows = cam.long_tailed(_toy("train"), 0, TINY)
     counts = lt.class_counts()
     np.testing.assert_array_equal(counts, data.long_tail_counts(3, 40, 10))  # 40, 12, 4
     assert tail == [2] and len(rows) == len(lt) and len(set(rows.tolist())) == len(rows)
@@ -54,17 +62,35 @@ def test_minority_subset_cuts_the_minority_class_to_the_ratio():
     assert np.bincount(y[cam.minority_subset(y, rho=20, seed=0, n_max=60)]).tolist() == [3, 60]
 
 
-def test_config_round_trips_through_a_notebooks_parameters():
-    params = TINY.parameters() | {"SEEDS": [0, 1], "WORKERS": None, "dataset": "toy"}
-    params["REFINE_GRID"] = list(params["REFINE_GRID"])  # a notebook writes lists
-    assert cam.Config.from_parameters(params) == TINY
+def test_config_is_the_notebooks_parameters_and_back():
+    assert TINY.parameters() == {k: config._frozen(v) for k, v in PARAMS.items()}
+    assert TINY.clf.val_checks == 10 and TINY.oracle.max_images is None and TINY.refine_grid == (0, 2)
+    with pytest.raises(ValueError, match="unknown.*NB.*Valid parameters"):
+        cam.Config.from_parameters(PARAMS | {"NB": "05_cam_fusion"})
 
 
 def test_config_rejects_unknown_arms_and_impossible_steps():
     with pytest.raises(ValueError, match="Unknown arms"):
-        cam.Config(arms=("none", "smote"))
+        TINY.replace(arms=("none", "smote"))
     with pytest.raises(ValueError, match="REFINE_SCHEDULE"):
-        cam.Config(refine_steps=30, refine_schedule=20)
+        TINY.replace(refine_steps=30, refine_schedule=20)
+
+
+@pytest.mark.parametrize("part", ["AE_", "IL_", "DENOISER_"])
+def test_every_generative_parameter_reaches_its_models_config(part):
+    build = {"AE_": TINY.kl, "IL_": TINY.il, "DENOISER_": TINY.denoiser}[part]
+    changed = {"AE_PRETRAINED": "hub/vae", "AE_SUBFOLDER": "vae", "AE_IMAGE_SIZE": 64, "AE_WIDTH": [8, 8, 8]}
+    for name in (n for n in PARAMS if n.startswith(part)):
+        value = changed.get(name, PARAMS[name] + 1 if isinstance(PARAMS[name], int) else None)
+        other = cam.Config.from_parameters(PARAMS | {name: value})
+        models = {"AE_": other.kl, "IL_": other.il, "DENOISER_": other.denoiser}[part]
+        assert models(0) != build(0), f"{name} does not reach the model's config (nor its cache key)"
+    assert build(0) != build(1)  # the seed does
+
+
+def test_reweight_trains_a_class_balanced_classifier_and_the_others_cfg_clf():
+    assert cam.arm_classifier(TINY, "reweight") == TINY.clf.replace(class_weight="balanced")
+    assert all(cam.arm_classifier(TINY, arm) == TINY.clf for arm in cam.ARMS if arm != "reweight")
 
 
 def test_scores_split_average_precision_into_tail_and_overall():
@@ -76,8 +102,9 @@ def test_scores_split_average_precision_into_tail_and_overall():
     assert out["ap"] < 1 and out["single_class"] == 0.0
 
 
-def test_run_seed_gives_every_arm_and_the_quality_grid(toy):
-    rows = pd.DataFrame(cam.run_seed(TINY.parameters() | {"dataset": "toy", "seed": 0}))
+def test_run_seed_gives_every_arm_and_the_quality_grid_and_reads_each_split_once(toy):
+    rows = pd.DataFrame(cam.run_seed({"cfg": TINY, "dataset": "toy", "seed": 0}))
+    assert sorted(toy) == ["test", "train", "val"]
     clf = rows[rows["metric"] == "tail_ap"]
     assert sorted(clf["arm"]) == sorted(cam.ARMS) and clf["value"].between(0, 1).all()
     fid = rows[(rows["metric"] == "frechet") & (rows["arm"] == "cam-fusion")]
@@ -87,9 +114,31 @@ def test_run_seed_gives_every_arm_and_the_quality_grid(toy):
 
 
 def test_augmenting_arms_add_n_augment_tail_images_and_reweight_adds_none(toy):
-    s = cam.prepare("toy", 0, TINY)
+    s = cam.prepare(_toy("train"), 0, TINY)
     fused = {"cam": s.fuse("cam"), "random": s.fuse("random")}
     for arm in cam.ARMS:
         ds = cam.arm_data(s, arm, fused)
         added = ds.y[len(s.train):]
         assert len(added) == (0 if arm in ("none", "reweight") else TINY.n_augment) and (added == 2).all()
+
+
+def test_the_long_tailed_set_keys_the_models_and_other_parameters_do_not(toy, tmp_path):
+    def trained(cfg) -> int:
+        """How many models prepare(cfg) trained (new cache files)."""
+        before = set(tmp_path.glob("*.pt"))
+        cam.prepare(_toy("train"), 0, cfg)
+        return len(set(tmp_path.glob("*.pt")) - before)
+
+    assert trained(TINY) == 3  # the AutoencoderKL, the Stage 1 model, the denoiser
+    assert trained(TINY.replace(n_augment=3, n_tail=2, clf=TINY.clf.replace(steps=5))) == 0  # all loaded
+    # another imbalance ratio draws another long-tailed set: every model retrains (keys from the data it saw)
+    assert trained(TINY.replace(imbalance={"toy": 5})) == 3
+    assert trained(TINY.replace(il_generations=1)) == 1  # the Stage 1 model alone
+    assert trained(TINY.replace(ae_steps=3)) == 3  # new latents: the models trained on them follow
+
+
+def test_a_rerun_from_the_model_cache_gives_the_same_rows(toy):
+    task = {"cfg": TINY.replace(arms=("none", "cam-fusion+refine")), "dataset": "toy", "seed": 0}
+    fresh, cached = (pd.DataFrame(cam.run_seed(task)) for _ in range(2))  # trained, then loaded
+    timing = fresh["metric"].str.endswith("cpu_seconds")
+    pd.testing.assert_frame_equal(fresh[~timing], cached[~timing])

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from latentlab.frechet import classifier_features, frechet_distance, frechet_distance_features
-from latentlab.models import SmallCNN
-from latentlab.models.denoiser import LatentDenoiser, refine
+from latentlab.models import SmallCNN, denoiser, iterated, latent_kl
+from latentlab.models.denoiser import DenoiserConfig, LatentDenoiser, refine, train_denoiser
 from latentlab.models.iterated import ILConfig, IteratedModel, imitation_phase, iterated_learning
 from latentlab.models.iterated import interaction_phase as interact
 from latentlab.models.latent_kl import KLConfig, LatentCodec, build_autoencoder_kl, fit_latent_codec, load_pretrained
-from latentlab.models.latent_kl import decode_latents as decode
 from latentlab.models.latent_kl import encode_images as encode
 from latentlab.samplers import cam_fusion as cf
+from latentlab.utils import batched
 
 SMALL_KL = KLConfig(block_channels=(4, 8, 8), norm_groups=4, steps=2, batch_size=8)
 
@@ -38,7 +39,7 @@ def test_autoencoder_kl_gives_a_4x7x7_latent_and_images_in_unit_range():
     codec = LatentCodec(build_autoencoder_kl(SMALL_KL)).eval()
     x = torch.rand(5, 1, 28, 28)
     z = encode(codec, x)
-    out = decode(codec, z)
+    out = batched(codec.decode, z)
     assert z.shape == (5, 4, 7, 7) and out.shape == x.shape
     assert 0 <= out.min() and out.max() <= 1
 
@@ -49,11 +50,11 @@ def test_autoencoder_kl_save_pretrained_round_trip_uses_the_from_pretrained_path
     vae.save_pretrained(tmp_path / "vae")
     x = torch.rand(4, 1, 28, 28)
     # the path a user takes for a Stable Diffusion VAE: KLConfig(pretrained=..., subfolder='vae'), no training
-    loaded = fit_latent_codec(x, KLConfig(pretrained=str(tmp_path), subfolder="vae"), data_key="unused")
+    loaded = fit_latent_codec(x, KLConfig(pretrained=str(tmp_path), subfolder="vae"))
     direct = LatentCodec(vae).eval()
     z = encode(direct, x)
     assert torch.equal(z, encode(loaded, x))
-    assert torch.equal(decode(direct, z), decode(loaded, z))
+    assert torch.equal(batched(direct.decode, z), batched(loaded.decode, z))
     assert float(loaded.scale) == pytest.approx(vae.config.scaling_factor)
 
 
@@ -63,7 +64,7 @@ def test_a_pretrained_rgb_vae_takes_grey_images_at_its_own_size(tmp_path):
     codec = load_pretrained(str(tmp_path), in_channels=1, image_size=28, resize_to=32)
     x = torch.rand(2, 1, 28, 28)
     z = encode(codec, x)
-    assert z.shape == (2, 4, 8, 8) and decode(codec, z).shape == x.shape
+    assert z.shape == (2, 4, 8, 8) and batched(codec.decode, z).shape == x.shape
 
 
 def test_autoencoder_kl_rejects_sizes_its_blocks_cannot_halve():
@@ -74,8 +75,36 @@ def test_autoencoder_kl_rejects_sizes_its_blocks_cannot_halve():
 def test_trained_codec_latents_are_standardised(tmp_path, monkeypatch):
     monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
     x = torch.rand(24, 1, 28, 28)
-    z = encode(fit_latent_codec(x, SMALL_KL, data_key="test"), x)
+    z = encode(fit_latent_codec(x, SMALL_KL), x)
     assert float(z.mean()) == pytest.approx(0, abs=1e-4) and float(z.std()) == pytest.approx(1, abs=1e-4)
+
+
+def _train_all(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Losses and outputs of a few steps of each generative model of notebook 05."""
+    g = torch.Generator().manual_seed(seed)
+    x, (z, y) = torch.rand(16, 1, 28, 28, generator=g), _latents(32, seed)
+    torch.manual_seed(seed)
+    codec = LatentCodec(build_autoencoder_kl(SMALL_KL))
+    losses = latent_kl.train_autoencoder_kl(codec.vae, x, replace(SMALL_KL, steps=4))
+    out = {"kl": torch.tensor(losses), "z": encode(codec, x)}
+    model = _model(seed)
+    hist = iterated_learning(model, z, y, ILConfig(n_channels=6, width=8, generations=2, interaction_steps=4,
+                                                   imitation_steps=4, batch_size=16))
+    out |= {"il": torch.tensor(hist["interaction"] + hist["imitation"]), "codes": cf.sparse_codes(model, z)}
+    torch.manual_seed(seed)
+    den = LatentDenoiser(4, 8, 1)
+    out["den"] = torch.tensor(train_denoiser(den, z, DenoiserConfig(width=8, blocks=1, steps=4, batch_size=16)))
+    out["refined"] = refine(den, z[:4], 2, schedule=4, generator=torch.Generator().manual_seed(0))
+    return out
+
+
+def test_channels_last_training_gives_the_contiguous_numbers(monkeypatch):
+    fast = _train_all()
+    for module in (latent_kl, iterated, denoiser):  # the old path: every tensor and model contiguous
+        monkeypatch.setattr(module, "channels_last", lambda obj: obj)
+    plain = _train_all()
+    for k in fast:
+        torch.testing.assert_close(fast[k], plain[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
 # --------------------------------------------------------------------------- Stage 1: iterated learning
@@ -225,10 +254,25 @@ def test_cam_fusion_pairs_each_tail_sample_with_one_of_its_head_neighbours(masks
     assert (from_tail | from_head).all()
 
 
-def test_cam_fusion_rejects_unknown_masks():
+def test_cam_fusion_rejects_unknown_masks_and_partners():
     z, y = _latents(12)
     with pytest.raises(ValueError, match="Unknown masks"):
         cf.cam_fusion(_model(), z, y, [2], 2, masks="gradcam")
+    with pytest.raises(ValueError, match="Unknown partners"):
+        cf.cam_fusion(_model(), z, y, [2], 2, partners="nearest")
+
+
+def test_random_partners_are_head_samples_beyond_the_cam_neighbours():
+    model = _model()
+    z, y = _latents(90)
+    out = cf.cam_fusion(model, z, y, tail_classes=[2], n_per_class=40, partners="random",
+                        generator=torch.Generator().manual_seed(0))
+    assert (out.labels == 2).all() and (y[out.tail_index] == 2).all() and (y[out.head_index] != 2).all()
+    cams = cf.code_cams(model, cf.sparse_codes(model, z))
+    head_rows = torch.nonzero(y != 2).squeeze(1)
+    near = cf.head_neighbours(cams[out.tail_index], cams[head_rows], 3)
+    outside = [int(h) not in head_rows[near[i]].tolist() for i, h in enumerate(out.head_index)]
+    assert sum(outside) > 20  # 3 of 60 head samples are CAM neighbours: most random partners are not
 
 
 # --------------------------------------------------------------------------- refinement

@@ -73,7 +73,9 @@ def test_runner_executes_in_place_at_a_profile_and_keeps_diffs_small(tmp_path, m
     import nbformat
 
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("N = 3", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("N = 3\nPROFILE = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from latentlab import config\n"
+                                  "config.apply_profile(globals(), PROFILE, '07_tiny', ['N'])"),
         nbformat.v4.new_code_cell("print('N is', N)"),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -82,15 +84,35 @@ def test_runner_executes_in_place_at_a_profile_and_keeps_diffs_small(tmp_path, m
     nbformat.write(nb, path)
     (tmp_path / "smoke.yaml").write_text("07_tiny:\n  N: 5\n")
     monkeypatch.setattr(runner, "NOTEBOOKS", tmp_path / "notebooks")
-    monkeypatch.setattr(runner, "CONFIGS", tmp_path)
+    monkeypatch.setattr(runner, "profiles", lambda: ["smoke"])
+    monkeypatch.setenv("LATENTLAB_CONFIGS", str(tmp_path))  # the kernel reads the profile from here
 
     runner.execute(path, path, "smoke")
     out = nbformat.read(path, as_version=4)
     assert "N is 5" in out.cells[-1].outputs[0]["text"]
-    assert out.metadata["papermill"] == {"profile": "smoke", "parameters": {"N": 5}}
+    assert out.metadata["papermill"] == {"profile": "smoke", "parameters": {"PROFILE": "smoke"}}  # PROFILE alone
+    assert out.metadata["kernelspec"]["display_name"] == "Python 3 (ipykernel)"
     assert not any("papermill" in c.metadata or "execution" in c.metadata for c in out.cells)
 
     runner.execute(path, path, "default")  # back to the default: the smoke injection must go
     out = nbformat.read(path, as_version=4)
     assert "N is 3" in out.cells[-1].outputs[0]["text"]
     assert not any("injected-parameters" in c.metadata.get("tags", []) for c in out.cells)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_opening_a_notebook_in_jupyterlab_leaves_it_unchanged(nb):
+    """JupyterLab rewrites a kernelspec other than ipykernel's on open (and autosave then marks the file modified)."""
+    meta = json.loads(nb.read_text())["metadata"]
+    assert meta["kernelspec"] == runner.KERNELSPEC
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_solutions_are_runnable_folded_code_cells(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    solutions = [c for c in cells if "solution" in c["metadata"].get("tags", [])]
+    code = [c for c in solutions if c["cell_type"] == "code"]
+    assert code, "every notebook's exercises have solution cells (code, tagged 'solution')"
+    assert all(c["metadata"].get("jupyter", {}).get("source_hidden") for c in solutions), "solutions are folded"
+    text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert "<details>" not in text and "yours to measure" not in text

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import latentlab  # noqa: F401  (torchvision shim first)
+from latentlab.samplers import energy
 from latentlab.samplers.energy import energy_distance, support_points, support_points_reference
 from latentlab.samplers.entropy import entropy_density, top_entropy
 
@@ -115,3 +116,30 @@ def test_entropy_density_and_top_entropy():
     assert h.shape == (21,)
     assert h.argmax() == 10 and h[10] == pytest.approx(math.log(2), rel=1e-5)  # uncertain at the boundary f = 0
     assert set(top_entropy(h, 3).tolist()) == {9, 10, 11}
+
+
+def test_the_fixed_point_update_is_a_gradient_step_of_eq_10_and_never_raises_it():
+    gen = torch.Generator().manual_seed(9)
+    target = torch.rand(300, 2, generator=gen, dtype=torch.float64) * 2 - 1
+    fixed = torch.rand(10, 2, generator=gen, dtype=torch.float64) * 2 - 1
+    w = torch.rand(300, generator=gen, dtype=torch.float64)
+    x = (torch.rand(20, 2, generator=gen, dtype=torch.float64) * 2 - 1).requires_grad_()
+    grad, = torch.autograd.grad(energy.objective(x, target, w, fixed), x)
+    x = x.detach()
+    q = ((w / w.sum()) / torch.cdist(x, target)).sum(1, keepdim=True)
+    assert torch.allclose(energy.update(x, target, w, fixed), x - grad / q, atol=1e-10)
+    values = [energy.objective(x, target, w, fixed).item()]
+    for _ in range(5):
+        x = energy.update(x, target, w, fixed)
+        values.append(energy.objective(x, target, w, fixed).item())
+    assert all(b <= a + 1e-12 for a, b in zip(values, values[1:])) and values[-1] < values[0]
+
+
+def test_the_objective_is_the_energy_distance_up_to_a_constant():
+    """Eq. 10 = (m+n)/2 * D^2(points, target) minus terms that do not depend on the free points."""
+    gen = torch.Generator().manual_seed(10)
+    target = torch.rand(200, 2, generator=gen, dtype=torch.float64)
+    w = torch.rand(200, generator=gen, dtype=torch.float64)
+    a, b = torch.rand(15, 2, generator=gen, dtype=torch.float64), torch.rand(15, 2, generator=gen, dtype=torch.float64)
+    gap = lambda x: energy.objective(x, target, w).item() - len(x) / 2 * energy_distance(x, target, weights_y=w)
+    assert gap(a) == pytest.approx(gap(b), abs=1e-9)

@@ -1,9 +1,20 @@
-"""GIN (AISEL): shapes, the box of the latent space, eval-mode sampling, and the encoder loss of eq. 5 going down."""
+"""GIN (AISEL): shapes, the box of the latent space, eval-mode sampling, the encoder loss of eq. 5 going down, the
+pieces of Theorem 1's error, and a cache key that follows every config field and the training images."""
+
+from dataclasses import fields, replace
 
 import torch
 
 import latentlab  # noqa: F401  (torchvision shim first)
-from latentlab.models.gin import GIN, GINConfig, train_encoder, train_generator
+from latentlab.models.gin import (
+    GIN,
+    GINConfig,
+    fit_gin,
+    inversion_errors,
+    reconstruction_error,
+    train_encoder,
+    train_generator,
+)
 
 
 def test_shapes_and_ranges():
@@ -39,3 +50,44 @@ def test_generator_and_encoder_train_down_their_losses():
     losses = train_encoder(gin, cfg)
     first, last = losses[0]["loss_e"], losses[-1]["loss_e"]
     assert last < 0.5 * first  # eq. 5: E learns to invert G on synthetic pairs
+
+
+def test_inversion_errors_split_theorem_1s_error_into_its_pieces():
+    torch.manual_seed(0)
+    gin = GIN(latent_dim=2, width=4)
+    x = torch.rand(10, 1, 28, 28)
+    errors = inversion_errors(gin, x)
+    assert set(errors) == {"real_recon_mse", "synthetic_recon_mse", "latent_mse"}
+    assert errors["real_recon_mse"] == reconstruction_error(gin, x)
+    assert all(v >= 0 for v in errors.values()) and inversion_errors(gin, x) == errors  # seeded draws of u
+
+
+TINY = GINConfig(latent_dim=2, width=2, gan_steps=1, n_critic=1, gp_weight=10.0, encoder_steps=1, batch_size=4,
+                 lr=1e-3, seed=0)
+
+
+def test_the_cache_key_changes_with_every_config_field_and_with_the_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
+    monkeypatch.setenv("LATENTLAB_PROGRESS", "0")
+    x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    fit_gin(x, TINY)
+    fit_gin(x, TINY)  # a hit: no second file
+    assert len(list(tmp_path.glob("gin-*.pt"))) == 1
+    for n, f in enumerate(fields(GINConfig), start=2):
+        value = getattr(TINY, f.name)
+        fit_gin(x, replace(TINY, **{f.name: value * 2 if value else 1}))
+        assert len(list(tmp_path.glob("gin-*.pt"))) == n, f"changing {f.name} did not change the key"
+    other = x.clone()
+    other[0, 0, 0, 0] += 0.5  # one pixel of the training images
+    fit_gin(other, TINY)
+    assert len(list(tmp_path.glob("gin-*.pt"))) == len(fields(GINConfig)) + 2
+
+
+def test_a_cache_hit_computes_bitwise_what_the_fresh_training_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
+    monkeypatch.setenv("LATENTLAB_PROGRESS", "0")
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    cfg = replace(TINY, width=4)  # 4 channels: channels-last and contiguous strides differ
+    fresh, loaded = fit_gin(x, cfg), fit_gin(x, cfg)
+    u = fresh.sample_latent(20, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(fresh.encode(x), loaded.encode(x)) and torch.equal(fresh.generate(u), loaded.generate(u))

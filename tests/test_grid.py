@@ -103,10 +103,51 @@ def test_two_workers_training_the_same_key_at_once(tmp_path, monkeypatch):
     assert loaded.weight.flatten().tolist() == a
 
 
-def test_parameters_and_tasks_build_the_grid():
-    namespace = {"SEEDS": [0, 1], "N_TEST": 5, "lower": 1, "_HIDDEN": 2}
-    params = grid.parameters(namespace)
-    assert params == {"SEEDS": [0, 1], "N_TEST": 5}
-    out = grid.tasks(params, dataset=["a", "b"], seed=[0, 1])
+def test_tasks_carry_the_config_and_their_coordinates():
+    cfg = ("a frozen config",)
+    out = grid.tasks(cfg, dataset=["a", "b"], seed=[0, 1])
     assert [(t["dataset"], t["seed"]) for t in out] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
-    assert all(t["N_TEST"] == 5 for t in out)
+    assert all(t["cfg"] is cfg for t in out)
+    with pytest.raises(TypeError):  # the config is the first argument, never an axis
+        grid.tasks(cfg, **{"cfg": [1]})
+
+
+def test_a_task_seed_depends_on_its_coordinates_only():
+    a = {"cfg": "profile one", "dataset": "mnist", "seed": 3}
+    assert grid.task_seed(a) == grid.task_seed(a | {"cfg": "profile two, an hour later"})
+    assert grid.task_seed(a) == grid.task_seed({"seed": 3, "dataset": "mnist", "cfg": None})  # key order
+    assert grid.task_seed(a) != grid.task_seed(a | {"seed": 4})
+    assert grid.task_seed(a) != grid.task_seed(a | {"dataset": "pneumoniamnist"})
+
+
+def _draws(task: dict) -> list[dict]:
+    """Rows that depend on the task's random state alone (what an unseeded part of run_seed would draw)."""
+    return [{"dataset": task["dataset"], "seed": task["seed"], "value": float(torch.rand(1)), "np": np.random.rand()}]
+
+
+def test_a_larger_grid_leaves_the_rows_of_the_others_bitwise_unchanged():
+    small = grid.table(_draws, grid.tasks("cfg", dataset=["a"], seed=[0, 1]), workers=1)
+    wider = grid.table(_draws, grid.tasks("cfg", dataset=["a", "b"], seed=[0, 1, 2]), workers=1)
+    later = grid.table(_draws, grid.tasks("other cfg", dataset=["a"], seed=[0, 1]), workers=1)
+    shared = wider[(wider.dataset == "a") & wider.seed.isin([0, 1])].reset_index(drop=True)
+    assert shared.equals(small) and later.equals(small)
+
+
+def test_a_real_experiment_row_does_not_depend_on_the_rest_of_the_grid(writable_mirror, tmp_path, monkeypatch):
+    """Notebook 00's run_seed at a tiny size: a seed's rows are the same with one seed or two in the grid, and on
+    a re-run (the task seed, the cache and the data draws depend only on the coordinates and the config)."""
+    from latentlab import data
+    from latentlab.config import ClfConfig
+    from latentlab.experiments import budget
+
+    monkeypatch.setenv("LATENTLAB_DATA", str(writable_mirror))
+    data.load_cached.cache_clear()
+    clf = ClfConfig(arch="cnn", width=4, steps=4, min_epochs=1, batch=16, lr=1e-3, class_weight="balanced",
+                    monitor="auc", val_checks=2)
+    cfg = budget.Config(curve_dataset="breastmnist", tour_datasets=(), budgets=(20,), seeds=(0, 1), clf=clf,
+                        workers=1)
+    one = grid.table(budget.run_seed, grid.tasks(cfg, budget=[20], seed=[0]), workers=1)
+    two = grid.table(budget.run_seed, grid.tasks(cfg.replace(seeds=(0, 1)), budget=[20, 30], seed=[1, 0]), workers=1)
+    again = grid.table(budget.run_seed, grid.tasks(cfg, budget=[20], seed=[0]), workers=1)
+    mine = two[(two.seed == 0) & (two.arm == 20)].reset_index(drop=True)
+    assert mine.equals(one) and again.equals(one)

@@ -1,9 +1,12 @@
-"""The library's imports form a tree: no module imports, directly or through others, a module that imports it."""
+"""The library's imports form a tree that only points down: every module sits in a layer, and imports only from
+its own layer or below (never up), with no cycles. A new module must be given a layer here."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 LIB = Path(__file__).resolve().parents[1] / "lib" / "latentlab"
 
@@ -46,6 +49,57 @@ def test_no_import_cycles():
         if m not in state:
             visit(m, [])
     assert "latentlab.train" in graph and graph["latentlab.stats"] == set()  # the graph was really built
+
+
+# From the bottom up. A module's layer is that of the longest prefix listed.
+LAYERS = [
+    ["latentlab", "latentlab._compat", "latentlab.config", "latentlab.data", "latentlab.losses", "latentlab.metrics",
+     "latentlab.repro", "latentlab.results", "latentlab.stats", "latentlab.utils"],
+    ["latentlab.cache", "latentlab.frechet", "latentlab.grid", "latentlab.perturb", "latentlab.plotting",
+     "latentlab.runner"],
+    ["latentlab.models"],
+    ["latentlab.train"],
+    ["latentlab.oracle", "latentlab.samplers"],
+    ["latentlab.experiments"],
+    ["latentlab.papers"],
+    ["latentlab.plots"],
+]
+
+
+def layer(module: str) -> int:
+    """The layer of a module: that of the longest listed name it equals or lies under."""
+    best = None
+    for level, names in enumerate(LAYERS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and (best is None or len(name) > len(best[1])):
+                best = (level, name)
+    assert best is not None, f"{module} has no layer in tests/test_layering.py: give it one"
+    return best[0]
+
+
+def test_imports_only_point_down():
+    files = {_module(p): p for p in LIB.rglob("*.py")}
+    upward = []
+    for m, p in files.items():
+        for d in _imports(p, set(files)) - {m}:
+            if d.startswith(m + "."):  # a package re-exporting its own submodules
+                continue
+            if layer(d) > layer(m):
+                upward.append(f"{m} (layer {layer(m)}) imports {d} (layer {layer(d)})")
+    assert not upward, "upward imports:\n" + "\n".join(sorted(upward))
+    assert layer("latentlab.models.iterated") < layer("latentlab.train")  # the old upward arrow stays gone
+
+
+def test_the_upward_check_catches_an_upward_import(tmp_path, monkeypatch):
+    pkg = tmp_path / "latentlab"
+    (pkg / "models").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models" / "__init__.py").write_text("")
+    (pkg / "models" / "net.py").write_text("from latentlab.train import loss_fn\n")
+    (pkg / "train.py").write_text("")
+    monkeypatch.setattr(__import__(__name__), "LIB", pkg)
+    with pytest.raises(AssertionError, match="latentlab.models.net .* imports latentlab.train"):
+        test_imports_only_point_down()
 
 
 def test_the_cycle_check_catches_a_cycle(tmp_path, monkeypatch):

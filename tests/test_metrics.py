@@ -64,6 +64,20 @@ def test_multilabel_metrics_match_sklearn():
     assert M.average_precision(y, p) == pytest.approx(skm.average_precision_score(y, p))
 
 
+def test_per_class_average_precision_matches_sklearn_and_marks_absent_classes():
+    y = np.arange(120) % 4
+    p = _probs(120, 5)  # class 4 has no test image: its AP is undefined
+    ap = M.per_class_average_precision(torch.as_tensor(y), torch.as_tensor(p))
+    np.testing.assert_allclose(ap[:4], skm.average_precision_score(np.eye(5)[y][:, :4], p[:, :4], average=None))
+    assert math.isnan(ap[4])
+    yb, pb = rng.integers(0, 2, 80), _probs(80, 2)  # binary: both classes, class 1 as average_precision
+    np.testing.assert_allclose(M.per_class_average_precision(yb, pb),
+                               [skm.average_precision_score(yb == 0, pb[:, 0]), M.average_precision(yb, pb)])
+    yml, pml = rng.integers(0, 2, (60, 3)), rng.random((60, 3))
+    np.testing.assert_allclose(M.per_class_average_precision(yml, pml), skm.average_precision_score(yml, pml,
+                                                                                                   average=None))
+
+
 def test_binary_report_has_the_clinical_metrics_and_nan_auc_when_undefined():
     out = M.classification_metrics(np.zeros(4, int), _probs(4, 2), "binary-class")
     assert {"sensitivity", "specificity", "f1"} <= set(out) and math.isnan(out["auc"])

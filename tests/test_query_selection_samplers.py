@@ -1,4 +1,7 @@
-"""Latent-space query selection (notebook 03): Algorithm 1, its samplers and baselines, the t-SNE affinities."""
+"""Latent-space query selection (notebook 03): Algorithm 1, its samplers and baselines, the t-SNE affinities.
+
+The experiment itself (arms, data construction, encoders' cache keys, run_seed) is tested in test_query_selection.py.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import itertools
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -30,10 +32,8 @@ from latentlab.samplers.query_selection import (
     latent_spread,
     query_set_stats,
     select,
-    shift_images,
     typicality,
     typiclust,
-    unbalance_mnist,
 )
 
 
@@ -205,30 +205,7 @@ def test_typicality_is_the_inverse_mean_distance_to_the_k_nearest_neighbours():
     assert typicality(codes, 2)[3] == pytest.approx(1 / 5.0)
 
 
-# --------------------------------------------------------------------------- data and query-set properties
-
-
-def test_unbalanced_mnist_has_the_stated_class_counts():
-    rng = torch.Generator().manual_seed(0)
-    y = torch.arange(10).repeat_interleave(torch.tensor([60, 50, 70, 55, 65, 45, 50, 52, 48, 40]))
-    x = torch.rand(len(y), 1, 12, 12, generator=rng)
-    x2, y2 = unbalance_mnist(x, y, n_replace=20, seed=1)
-    before, after = torch.bincount(y, minlength=10), torch.bincount(y2, minlength=10)
-    assert torch.equal(after[0::2], before[0::2] + 20) and torch.equal(after[1::2], before[1::2] - 20)
-    changed = (x2 != x).flatten(1).any(1)
-    assert int(changed.sum()) == 100 and torch.equal(y2[~changed], y[~changed])
-    assert torch.equal(unbalance_mnist(x, y, n_replace=20, seed=1)[0], x2)  # seeded
-    with pytest.raises(ValueError, match="Lower n_replace"):
-        unbalance_mnist(x, y, n_replace=41)
-
-
-def test_shifted_copies_are_translations_with_zero_fill():
-    x = torch.zeros(2, 1, 6, 6)
-    x[:, 0, 2, 3] = 1.0
-    out = shift_images(x, torch.tensor([1, -2]), torch.tensor([-1, 2]))
-    assert out[0, 0, 3, 2] == 1 and out[1, 0, 0, 5] == 1 and out.sum() == 2
-    edge = torch.ones(1, 1, 4, 4)
-    assert shift_images(edge, torch.tensor([2]), torch.tensor([0]))[0, 0, :2].sum() == 0  # no wrap-around
+# --------------------------------------------------------------------------- query-set properties
 
 
 def test_query_set_stats():
@@ -296,37 +273,4 @@ def test_tsne_term_trains_with_the_autoencoder_loop_and_lowers_the_kl_a_plain_au
 
 def test_fit_tsne_autoencoder_refuses_batches_smaller_than_the_perplexity():
     with pytest.raises(ValueError, match="batch_size"):
-        fit_tsne_autoencoder(torch.rand(8, 1, 28, 28), TSNEConfig(batch_size=16, perplexity=30.0), "toy")
-
-
-
-# --------------------------------------------------------------------------- the notebook's experiment plumbing
-
-
-def test_arm_names_parse_and_bad_ones_fail_before_any_work():
-    from latentlab.experiments import query_selection as qs
-
-    assert qs.parse_arm("random") == (None, "random") and qs.parse_arm("ae-error") == ("conv", "ae-error")
-    assert qs.parse_arm("conv16/typiclust") == ("conv16", "typiclust")
-    assert qs.parse_arm("tsne/clustered-normal") == ("tsne", "clustered-normal")
-    for bad in ("pca/normal", "vae/gmm", "vae"):
-        with pytest.raises(ValueError, match="Unknown arm"):
-            qs.make_tasks(["mnist"], [0], [100], ["random", bad], qs.Config())
-    tasks = qs.make_tasks(["mnist", "pneumoniamnist"], [0, 1], {"mnist": [100, 1000], "pneumoniamnist": [50]},
-                          {"mnist": ["random"], "pneumoniamnist": ["ae-error"]}, qs.Config())
-    assert [(t["dataset"], t["seed"], t["n_labelled"], t["arms"]) for t in tasks] == [
-        ("mnist", 0, [100, 1000], ["random"]), ("mnist", 1, [100, 1000], ["random"]),
-        ("pneumoniamnist", 0, [50], ["ae-error"]), ("pneumoniamnist", 1, [50], ["ae-error"])]
-
-
-def test_table1_puts_our_mean_and_sd_beside_the_papers_number():
-    from latentlab.experiments import query_selection as qs
-
-    rows = [{"dataset": d, "arm": a, "seed": s, "metric": "accuracy", "value": v + 0.01 * s, "n_labelled": n}
-            for (d, n) in qs.TABLE1_COLUMNS for a, v in (("random", 0.80), ("vae/clustered-normal", 0.85))
-            for s in (0, 1, 2)]
-    table = qs.table1(pd.DataFrame(rows))
-    assert table.loc[("—", "Random"), ("unbalanced", 100)] == "81.0 ± 1.0 (76.6)"
-    assert table.loc[("VAE", "Clustered Normal"), ("balanced", 1000)] == "86.0 ± 1.0 (94.3)"
-    assert len(table) == 2  # rows without results are dropped
-    assert qs.paper_effects("vae/clustered-normal")[("mnist-unbalanced", 100)] == 8.4
+        fit_tsne_autoencoder(torch.rand(8, 1, 28, 28), TSNEConfig(batch_size=16, perplexity=30.0))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import functools
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,13 +13,24 @@ import pytest
 import torch
 from torch import nn
 
-from latentlab import repro, train
+from latentlab import cache, data, repro, train
 from latentlab.experiments import tsynd
+from latentlab.experiments.tsynd import LatentAugmenter
 from latentlab.metrics import mutual_information, predictive_entropy
 from latentlab.models import SmallCNN, mc_dropout
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, ConvVAE, build_autoencoder, train_autoencoder
 from latentlab.perturb import attack_batched, fgsm, pgd, standard_perturbations
-from latentlab.samplers.tsynd import LatentAugmenter, latent_ascent, mc_probs, random_latent, synthesise
+from latentlab.samplers.tsynd import latent_ascent, mc_probs, random_latent, synthesise
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_tsynd.ipynb"
+
+
+@functools.lru_cache(maxsize=1)
+def _notebook_cfg() -> tsynd.Config:
+    """The Config of notebook 02's own parameters cell (its default profile)."""
+    cell = next(c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code")
+    tree = ast.parse("".join(cell["source"]))
+    return tsynd.Config.from_parameters({n.targets[0].id: ast.literal_eval(n.value) for n in tree.body})
 
 
 class _LinearDecoder(nn.Module):
@@ -107,12 +121,15 @@ def test_augmenter_waits_then_adds_labelled_synthetic_images_on_schedule():
     _, clf, _ = _setup()
     ae = ConvAutoencoder(1, 8, width=8).eval()
     x, y = torch.rand(20, 1, 28, 28), torch.arange(20) % 2
-    aug = LatentAugmenter("tsynd-mi", ae, x, y, eps=1.0, n_synthetic=12, steps=2, T=2, start_epoch=1, every=2)
-    assert aug(0, clf) is None
-    x1, y1 = aug(1, clf)
+    aug = LatentAugmenter("tsynd-mi", ae, x, y, eps=1.0, n_synthetic=12, steps=2, T=2, start_fraction=0.1,
+                          regenerations=4, seed=0)
+    plan = train.Schedule(epochs=10, batch_size=8, val_epochs=(9,))  # starts at epoch 1, every (10 - 1) // 4 = 2
+    assert (aug.start_epoch(plan), aug.every(plan)) == (1, 2)
+    assert aug(0, clf, plan) is None
+    x1, y1 = aug(1, clf, plan)
     assert x1.shape == (12, 1, 28, 28) and torch.equal(y1, y[aug.last_idx])
-    assert aug(2, clf)[0] is x1  # kept between regenerations
-    assert aug(3, clf)[0] is not x1
+    assert aug(2, clf, plan)[0] is x1  # kept between regenerations
+    assert aug(3, clf, plan)[0] is not x1
     assert len(aug.log) == 2
 
 
@@ -171,11 +188,11 @@ def test_fit_autoencoder_keeps_its_validation_curve_through_the_cache(tmp_path, 
     monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
     x = torch.rand(32, 1, 28, 28)
     cfg = AEConfig(kind="ae", latent_dim=2, width=4, epochs=3, batch_size=16)
-    first = fit_autoencoder(x, cfg, "toy", x_val=x[:8])
-    again = fit_autoencoder(x, cfg, "toy", x_val=x[:8])  # loaded, not trained
+    first = fit_autoencoder(x, cfg, x_val=x[:8])
+    again = fit_autoencoder(x, cfg, x_val=x[:8])  # loaded, not trained
     assert first.val_curve.shape == (3,) and torch.isfinite(first.val_curve).all()
     torch.testing.assert_close(first.val_curve, again.val_curve)
-    assert torch.isnan(fit_autoencoder(x, cfg, "toy").val_curve).all()  # no validation split, no curve
+    assert torch.isnan(fit_autoencoder(x, cfg).val_curve).all()  # no validation split, no curve
 
 
 # --- moved from test_experiments.py
@@ -202,16 +219,59 @@ def test_choose_eps_takes_the_largest_eps_below_the_flip_limit_for_both_targets(
 
 
 def test_autoencoder_tasks_share_one_autoencoder_per_dataset_and_seed():
-    p = {"DATASETS": ["pneumoniamnist@1%", "pneumoniamnist@10%", "breastmnist@100%"], "SEEDS": [0, 1],
-         "AE_DATA": "all"}
-    assert [(t["entry"], t["seed"]) for t in tsynd.autoencoder_tasks(p)] == [
+    cfg = _notebook_cfg().replace(datasets=("pneumoniamnist@1%", "pneumoniamnist@10%", "breastmnist@100%"),
+                                  seeds=(0, 1), ae_data="all")
+    tasks = tsynd.autoencoder_tasks(cfg)
+    assert [(t["dataset"], t["seed"]) for t in tasks] == [
         ("pneumoniamnist@1%", 0), ("pneumoniamnist@1%", 1), ("breastmnist@100%", 0), ("breastmnist@100%", 1)]
-    assert len(tsynd.autoencoder_tasks(p | {"AE_DATA": "labelled"})) == 6
+    assert all(t["cfg"] is cfg for t in tasks)
+    assert len(tsynd.autoencoder_tasks(cfg.replace(ae_data="labelled"))) == 6
 
 
-def test_n_epochs_matches_train_classifiers_budget():
-    p = {"CLF_BATCH": 64, "CLF_STEPS": 120, "CLF_MIN_EPOCHS": 2}
-    assert tsynd.n_epochs(p, 47) == 120  # one batch an epoch
-    assert tsynd.n_epochs(p, 4708) == 2  # 74 batches: the epoch floor
-    assert tsynd.n_epochs(p, 470) == 15  # 8 batches
+def test_the_config_is_the_notebooks_parameters_cell():
+    cfg = _notebook_cfg()
+    assert cfg.clf.arch == "cnn" and cfg.oracle.max_images is None  # the values the code used before they were fields
+    assert cfg.clf.steps == 120 and cfg.arms == tsynd.ARMS
 
+
+def _tiny(n: int = 40, seed: int = 0) -> data.Dataset:
+    g = torch.Generator().manual_seed(seed)
+    info = data.DatasetInfo("toy", "binary-class", 1, ["a", "b"])
+    return data.Dataset(torch.rand(n, 1, 28, 28, generator=g), torch.arange(n) % 2, info)
+
+
+@pytest.mark.parametrize("steps, min_epochs, start_fraction", [(24, 2, 0.2), (4, 6, 0.5), (40, 1, 0.0)])
+def test_synthesis_starts_where_the_schedule_says(steps, min_epochs, start_fraction):
+    """The synthetic images join at start_fraction of the epochs `train.schedule` gives the labelled set, and are
+    regenerated `regenerations` times from there: measured on the epochs fit actually ran."""
+    cfg = _notebook_cfg()
+    cfg = cfg.replace(clf=cfg.clf.replace(width=4, steps=steps, min_epochs=min_epochs, batch=16, val_checks=2),
+                      start_fraction=start_fraction, regenerations=3, syn_ratio=0.5, ascent_steps=1, mc_samples=2)
+    labelled, val = _tiny(), _tiny(16, 1)
+    plan = train.schedule(len(labelled), cfg.clf)
+    start = int(start_fraction * plan.epochs)
+    aug = tsynd.augmenter(cfg, "tsynd-mi", ConvAutoencoder(1, 4, width=4), 1.0, labelled, 0.5, seed=0)
+    fitted = train.fit_classifier(labelled, val, cfg.clf, 0, hooks=train.Hooks(synthetic=aug))
+    assert fitted.schedule == plan and len(fitted.history) == plan.epochs
+    assert [r["n_train"] > len(labelled) for r in fitted.history] == [e >= start for e in range(plan.epochs)]
+    every = max(1, (plan.epochs - start) // cfg.regenerations)
+    assert [r["epoch"] for r in aug.log] == list(range(start, plan.epochs, every))
+
+
+def test_autoencoder_key_follows_the_images_it_sees(tmp_path, monkeypatch):
+    """AE_DATA = 'labelled' trains one autoencoder per labelled subset: the key comes from the images, so settings
+    and seeds with other subsets get other autoencoders, and 'all' one per (dataset, seed)."""
+    monkeypatch.setattr(tsynd, "fit_autoencoder", lambda x, cfg, x_val=None: (x, cfg, x_val))
+    monkeypatch.setattr(tsynd, "encode_all", lambda ae, x: torch.randn(len(x), 2))
+    train_set, val = _tiny(60), _tiny(16, 1)
+
+    def key(ae_data: str, share: float, seed: int) -> str:
+        idx = data.stratified_subset(train_set.y, round(share * len(train_set)), seed)
+        d = tsynd.SeedData(f"toy@{share:.0%}", seed, train_set, val, val, train_set.subset(idx))
+        (x, ae_cfg, x_val), _ = tsynd.autoencoder_for(_notebook_cfg().replace(ae_data=ae_data), d)
+        return cache.model_key("autoencoder", ae_cfg, (x, x_val))
+
+    assert len({key("labelled", 0.1, 0), key("labelled", 0.5, 0), key("labelled", 0.1, 1)}) == 3
+    assert key("all", 0.1, 0) == key("all", 0.5, 0) != key("all", 0.1, 1)
+    with pytest.raises(ValueError, match="AE_DATA"):
+        key("everything", 0.1, 0)

@@ -1,8 +1,7 @@
-"""Jorge et al. augmentation: noise, interpolation, extrapolation of codes and pixels; affine baseline; validity."""
+"""VAE augmentation samplers: noise, interpolation, extrapolation of codes and pixels; affine baseline; validity."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -166,69 +165,3 @@ def test_clear_errors(call, match):
     z, y = _codes()  # 40 codes in 3 classes: 13 or 14 per class
     with pytest.raises(ValueError, match=match):
         call(z, y)
-
-
-# --------------------------------------------------------------------------- the notebook's experiment helpers
-
-
-def test_settings_parse_and_reject_typos():
-    from latentlab.experiments.vae_augmentation import parse_setting
-
-    assert parse_setting("mnist@10") == ("mnist", 10) and parse_setting("breastmnist@all") == ("breastmnist", None)
-    for bad in ("mnist", "mnist@ten", "mnist@10%"):
-        with pytest.raises(ValueError, match="dataset@images_per_class"):
-            parse_setting(bad)
-
-
-def test_choose_takes_the_best_mean_of_knn_and_svm_and_the_first_on_ties():
-    import pandas as pd
-
-    from latentlab.experiments.vae_augmentation import choices_for, choose
-
-    rows = [("noise", 0.5, 2, "knn", 0.70), ("noise", 0.5, 2, "svm", 0.80), ("noise", 1.0, 2, "knn", 0.90),
-            ("noise", 1.0, 2, "svm", 0.50), ("noise", 0.5, 5, "knn", 0.75), ("noise", 0.5, 5, "svm", 0.76),
-            ("affine", 0.0, 2, "knn", 0.6), ("affine", 0.0, 2, "svm", 0.6), ("affine", 0.0, 5, "knn", 0.6),
-            ("affine", 0.0, 5, "svm", 0.6), ("affine", 0.0, 5, "oracle", 1.0)]
-    sweep = pd.DataFrame([{"dataset": "mnist@10", "arm": a, "strength": s, "n_per_image": n, "classifier": c,
-                           "metric": "label_validity" if c == "oracle" else "val_accuracy", "value": v}
-                          for a, s, n, c, v in rows])
-    chosen = choose(sweep)  # noise: means 0.75, 0.70, 0.755 -> (0.5, 5); affine: a tie -> the first, 2 images
-    assert chosen == {"mnist@10": {"noise": (0.5, 5), "affine": (0.0, 2)}}
-    assert choices_for(["mnist@10", "mnist@50"], chosen)["mnist@50"] == chosen["mnist@10"]
-    with pytest.raises(ValueError, match="fashion-mnist"):
-        choices_for(["fashion-mnist@10"], chosen)
-
-
-def test_gains_and_paper_effects():
-    import pandas as pd
-
-    from latentlab.experiments.vae_augmentation import gains, paper_claims, paper_effect
-
-    assert paper_effect("latent-interpolation", "baseline", "knn") == pytest.approx(21.29)
-    assert paper_effect("latent-noise", "baseline", "cnn") == pytest.approx(-6.79)
-    claim = paper_claims(["mnist@10"], [("latent-noise", "baseline")])[0]
-    assert claim.paper_for(("mnist@10", "svm")) == pytest.approx(4.30) and claim.sign(("mnist@10", "cnn")) == -1
-    rows = [{"dataset": "d", "classifier": c, "seed": s, "arm": a, "metric": "accuracy", "value": v}
-            for c, base in (("knn", 0.5), ("svm", 0.6)) for s in (0, 1)
-            for a, v in (("baseline", base + s / 10), ("latent-noise", base + s / 10 + (0.2 if c == "knn" else 0.1)))]
-    g = gains(pd.DataFrame(rows), "latent-noise").set_index(["arm", "seed"])["value"]
-    assert g[("knn", 0)] == pytest.approx(0.2) and g[("svm", 1)] == pytest.approx(0.1)
-
-
-def test_sklearn_scores_are_probabilities_whose_argmax_is_the_prediction():
-    from sklearn.svm import SVC
-
-    from latentlab.experiments.vae_augmentation import Config, sklearn_probs
-
-    g = torch.Generator().manual_seed(0)
-    for k in (2, 3):
-        y = torch.arange(30) % k
-        x = torch.rand(30, 1, 4, 4, generator=g) + y.view(-1, 1, 1, 1) * 0.3
-        cfg = Config(clf_class_weight=None)
-        for kind in ("knn", "svm"):
-            p = sklearn_probs(kind, x, y, x, k, cfg)
-            assert p.shape == (30, k) and np.allclose(p.sum(1), 1)
-        svm = SVC(C=cfg.svm_c, gamma="scale").fit(x.flatten(1).numpy(), y.numpy())
-        assert (p.argmax(1) == svm.predict(x.flatten(1).numpy())).all()
-    with pytest.raises(ValueError, match="Unknown arms"):
-        Config(arms=("baseline", "latent-rotation"))

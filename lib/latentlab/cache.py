@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from latentlab.repro import get_device, isolated_rng
+from latentlab.utils import channels_last
 
 # Bumped when the way models are built or trained changes for every model (2: seeded from the config hash;
 # 3: keys from config dataclasses and data fingerprints, channels-last training).
@@ -112,4 +113,7 @@ def train_or_load(name: str, config, build: Callable[[], nn.Module], train: Call
         else:
             train(model)
             atomic_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path)
-    return model.to(get_device(device)).eval()
+    # One memory layout whichever way the weights came (trained channels-last, or loaded into a fresh contiguous
+    # model): some kernels (1x1 convolutions) round differently by layout, and a cache hit must compute exactly what
+    # a fresh training computes.
+    return channels_last(model.to(get_device(device))).eval()

@@ -57,8 +57,6 @@ def tasks(cfg: Any, **axes: Iterable) -> list[dict]:
     {"cfg": cfg, <axis>: value, ...} (first axis outermost). The config travels whole; the coordinates alone
     decide the task's random state (`task_seed`)."""
     names = list(axes)
-    if "cfg" in names:
-        raise ValueError("'cfg' is the task's config, not an axis.")
     return [{"cfg": cfg} | dict(zip(names, values)) for values in itertools.product(*(list(axes[n]) for n in names))]
 
 

@@ -112,6 +112,15 @@ def average_precision(y_true, probs) -> float:
     return float(skm.average_precision_score(onehot, p, average="macro"))
 
 
+def per_class_average_precision(y_true, probs) -> np.ndarray:
+    """Average precision of every class against the rest (every label, for multi-label data): an array (K,), NaN
+    for a class with no positive image in y_true. Binary data gives both classes' AP (class 0's from p[:, 0])."""
+    y, p, ml = _prep(y_true, probs)
+    onehot = y if ml else np.eye(p.shape[1])[y]
+    return np.array([skm.average_precision_score(onehot[:, k], p[:, k]) if onehot[:, k].any() else np.nan
+                     for k in range(p.shape[1])])
+
+
 def classification_metrics(y_true, probs, task: str = "multi-class") -> dict[str, float]:
     """The metrics the notebooks report for a task (binary adds sensitivity, specificity and f1).
 

@@ -1,87 +1,132 @@
-"""Notebook 01, AISEL (Chen et al., TPAMI 2021): one seed of one dataset, every arm.
+"""Notebook 01, AISEL (Chen et al., TPAMI 2021): its config, one seed of one dataset with every arm, the curve.
 
 Per seed: draw the n labelled images, train the GIN (eq. 3 and 5) on the unlabelled training images with this seed,
 train the classifier C on the labelled images (the `native` arm), evaluate the entropy density h (eq. 7) on uniform
 candidates, pick m latent points by energy distance (eq. 10, `aisel+m`), by top entropy (`maxent+m`, the ablation) or
 uniformly (`random+m`, `random+M`), let the oracle label G(f), and retrain on labelled + synthetic images. Every arm of
-a seed shares the labelled subset, the classifier's initial weights and the GIN.
+a seed shares the labelled subset, the classifier's initial weights and the GIN (`setup`: the dataset's splits are
+read once per task and handed down).
+
+The grid functions (`run_seed`, `run_curve`, `train_gin`, `oracle_for`, and `run_variant`, `run_labels`, the
+exercises') take a task {"cfg": Config, "dataset": ..., "seed": ..., ...} (`latentlab.grid.tasks`).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from latentlab import data
+from latentlab import data, results
+from latentlab.config import ClfConfig, OracleConfig, Params
 from latentlab.metrics import classification_metrics
-from latentlab.models.gin import GIN, GINConfig, fit_gin, reconstruction_error
-from latentlab.oracle import Oracle, train_oracle
+from latentlab.models.gin import GIN, GINConfig, fit_gin, inversion_errors, reconstruction_error
+from latentlab.oracle import TRAINING, Oracle, train_oracle
 from latentlab.samplers.energy import energy_distance, support_points
 from latentlab.samplers.entropy import entropy_density, top_entropy
-from latentlab.train import predict_proba, train_classifier
+from latentlab.train import fit_classifier, predict_proba, schedule
 
 ARMS = ("native", "random+m", "maxent+m", "aisel+m", "random+M")
-FIXED = 0  # the seed of the fixed test / validation subsets: the same images for every seed and arm
+N_ENERGY = 2000  # candidates of mu_h on which a set's energy distance (eq. 10's objective) is measured
 
 
-def fixed_subset(ds: data.Dataset, n: int | None) -> data.Dataset:
-    """At most n images of a split, always the same ones (all if n is None or larger than the split)."""
-    if n is None or n >= len(ds):
-        return ds
-    return ds.subset(np.sort(np.random.default_rng(FIXED).permutation(len(ds))[:n]))
+@dataclass(frozen=True)
+class Config(Params):
+    """Notebook 01's parameters cell (UPPER_CASE names lower-cased; CLF_* in `clf`, ORACLE_* in `oracle`)."""
+
+    NOTEBOOK = "01_aisel"
+
+    datasets: tuple[str, ...]
+    n_labelled: dict[str, int]  # n real labelled images per dataset
+    seeds: tuple[int, ...]
+    m_small: int                # m synthetic images of random+m, aisel+m, maxent+m
+    m_large: int                # M random synthetic images
+    latent_dim: int             # r: the latent space is [-1, 1]^r
+    gin_width: int
+    gan_steps: int              # generator updates of eq. 3
+    n_critic: int
+    gan_lr: float
+    gan_batch: int
+    encoder_steps: int          # updates of eq. 5
+    oracle: OracleConfig
+    clf: ClfConfig
+    n_candidates: int           # uniform draws that represent the entropy density mu_h
+    sp_iters: int               # fixed-point iterations of the support-points selector
+    n_val: int | None           # fixed validation subset (model selection)
+    n_test: int | None          # fixed test subset
+    curve_sizes: tuple[int, ...]
+    curve_seeds: tuple[int, ...]
+    workers: int | None
 
 
-def splits(p: dict) -> tuple[data.Dataset, data.Dataset, data.Dataset]:
-    """Train, validation (N_VAL images) and test (N_TEST images) splits of the task's dataset."""
-    name = p["dataset"]
-    return (data.load_cached(name, "train"), fixed_subset(data.load_cached(name, "val"), p["N_VAL"]),
-            fixed_subset(data.load_cached(name, "test"), p["N_TEST"]))
+# --------------------------------------------------------------------------- what every arm of a seed shares
 
 
-def oracle_for(p: dict) -> Oracle:
-    """The dataset's oracle (one per dataset, shared by every seed: it plays the expert who labels)."""
-    return train_oracle(p["dataset"], arch=p["ORACLE_ARCH"], width=p["ORACLE_WIDTH"], steps=p["ORACLE_STEPS"],
-                        max_images=p["ORACLE_MAX_IMAGES"])
+def splits(cfg: Config, name: str) -> tuple[data.Dataset, data.Dataset, data.Dataset]:
+    """Train, validation (cfg.n_val fixed images) and test (cfg.n_test fixed images) splits of a dataset."""
+    train, val, test = (data.load_cached(name, split) for split in data.SPLITS)
+    return train, data.fixed_subset(val, cfg.n_val), data.fixed_subset(test, cfg.n_test)
 
 
-def gin_for(p: dict, seed: int) -> GIN:
-    """This seed's GIN, trained on the unlabelled training images (cached by config and seed)."""
-    cfg = GINConfig(latent_dim=p["LATENT_DIM"], width=p["GIN_WIDTH"], gan_steps=p["GAN_STEPS"], n_critic=p["N_CRITIC"],
-                    encoder_steps=p["ENCODER_STEPS"], lr=p["GAN_LR"], batch_size=p["GAN_BATCH"], seed=seed)
-    return fit_gin(data.load_cached(p["dataset"], "train").x, cfg, data_key=f"{p['dataset']}-train")
+def gin_for(cfg: Config, train: data.Dataset, seed: int) -> GIN:
+    """This seed's GIN, trained on the (unlabelled) training images; cached by its config and those images."""
+    return fit_gin(train.x, GINConfig(latent_dim=cfg.latent_dim, width=cfg.gin_width, gan_steps=cfg.gan_steps,
+                                      n_critic=cfg.n_critic, encoder_steps=cfg.encoder_steps, lr=cfg.gan_lr,
+                                      batch_size=cfg.gan_batch, seed=seed))
 
 
-def train_gin(task: dict) -> dict:
-    """Grid task: train (or load) the GIN of one (dataset, seed); report its reconstruction error on test images."""
-    gin = gin_for(task, task["seed"])
-    return {"dataset": task["dataset"], "seed": task["seed"],
-            "recon_mse": reconstruction_error(gin, splits(task)[2].x[:500])}
+@dataclass(frozen=True)
+class Setup:
+    """One (dataset, seed): its splits, the n labelled images, its GIN and the classifier C trained on the labelled
+    images (C of eq. 7, and the `native` arm)."""
+
+    seed: int
+    train: data.Dataset
+    val: data.Dataset
+    test: data.Dataset
+    labelled: data.Dataset
+    gin: GIN
+    classifier: nn.Module
 
 
-def labelled_set(p: dict, seed: int) -> data.Dataset:
-    """The seed's stratified labelled subset of n images."""
-    train = data.load_cached(p["dataset"], "train")
-    return train.subset(data.stratified_subset(train.y, p["N_LABELLED"][p["dataset"]], seed))
+def setup(cfg: Config, name: str, seed: int) -> Setup:
+    """Read the dataset's splits once; draw the seed's stratified labelled subset; train (or load) its GIN and C."""
+    train, val, test = splits(cfg, name)
+    labelled = train.subset(data.stratified_subset(train.y, cfg.n_labelled[name], seed))
+    gin = gin_for(cfg, train, seed)
+    classifier = fit_classifier(labelled, val, cfg.clf, seed).model
+    return Setup(seed, train, val, test, labelled, gin, classifier)
 
 
-def fit_classifier(p: dict, train: data.Dataset, val: data.Dataset, seed: int):
-    """Every arm's classifier: the same architecture, budget and initial weights (the seed)."""
-    return train_classifier(train, val, arch=p["CLF_ARCH"], width=p["CLF_WIDTH"], steps=p["CLF_STEPS"],
-                            min_epochs=p["CLF_MIN_EPOCHS"], batch_size=p["CLF_BATCH"], lr=p["CLF_LR"], seed=seed,
-                            class_weight=p["CLF_CLASS_WEIGHT"], monitor=p["CLF_MONITOR"],
-                            val_checks=p["CLF_VAL_CHECKS"]).model
+@dataclass(frozen=True)
+class Selection:
+    """The latent points of every synthetic arm, the candidates with their entropies h (eq. 7) and the encodings of
+    the real labelled images (the n fixed points of eq. 10)."""
+
+    sets: dict[str, torch.Tensor]
+    candidates: torch.Tensor
+    h: torch.Tensor
+    real: torch.Tensor
 
 
-def synthetic_sets(p: dict, seed: int, gin: GIN, classifier, labelled: data.Dataset, m: int, M: int) -> dict:
-    """Latent points of every synthetic arm, plus the candidates, their entropies h (eq. 7) and the real encodings."""
-    gen = torch.Generator().manual_seed(10_000 + seed)
-    candidates = gin.sample_latent(p["N_CANDIDATES"], generator=gen)
-    h = entropy_density(classifier, gin, candidates, task=labelled.info.task)          # eq. 7
-    real = gin.encode(labelled.x)                                                       # the n fixed points of eq. 10
-    sets = {"random+m": gin.sample_latent(m, generator=gen), "random+M": gin.sample_latent(M, generator=gen),
-            "aisel+m": support_points(candidates, m, weights=h, fixed=real, iters=p["SP_ITERS"], seed=seed),
+def synthetic_sets(cfg: Config, s: Setup, m: int, M: int) -> Selection:
+    """random+m and random+M (uniform draws), aisel+m (support points of eq. 10: weights h, real encodings fixed)
+    and maxent+m (the m candidates of highest entropy)."""
+    gen = torch.Generator().manual_seed(10_000 + s.seed)
+    candidates = s.gin.sample_latent(cfg.n_candidates, generator=gen)
+    h = entropy_density(s.classifier, s.gin, candidates, task=s.labelled.info.task)      # eq. 7
+    real = s.gin.encode(s.labelled.x)
+    sets = {"random+m": s.gin.sample_latent(m, generator=gen), "random+M": s.gin.sample_latent(M, generator=gen),
+            "aisel+m": support_points(candidates, m, weights=h, fixed=real, iters=cfg.sp_iters, seed=s.seed),
             "maxent+m": candidates[top_entropy(h, m)]}
-    return {"sets": sets, "candidates": candidates, "h": h, "real": real}
+    return Selection(sets, candidates, h, real)
+
+
+# --------------------------------------------------------------------------- one synthetic arm
 
 
 def class_balance(labels: torch.Tensor, n_classes: int) -> float:
@@ -98,42 +143,122 @@ def with_oracle_labels(labelled: data.Dataset, x_syn: torch.Tensor, oracle: Orac
     return joined, {"oracle_confidence": conf.mean().item(), "class_balance": class_balance(y_syn, labelled.n_classes)}
 
 
-def scores(model, test: data.Dataset) -> dict:
+def scores(model: nn.Module, test: data.Dataset) -> dict:
     """The paper's metrics (accuracy, sensitivity, specificity, F1 / macro-F1), AUC and the single-class flag."""
     return classification_metrics(test.y, predict_proba(model, test.x, task=test.info.task), test.info.task)
 
 
+def synthetic_arm(cfg: Config, s: Setup, oracle: Oracle, f: torch.Tensor) -> dict:
+    """Label G(f) by the oracle, train the arm's classifier on labelled + synthetic images, score it on test."""
+    joined, info = with_oracle_labels(s.labelled, s.gin.generate(f), oracle)
+    return scores(fit_classifier(joined, s.val, cfg.clf, s.seed).model, s.test) | info
+
+
+def set_quality(s: Setup, view: Selection, f: torch.Tensor) -> dict:
+    """How uncertain C is on the set, and eq. 10's objective (x100 in the tables) of real + set against mu_h."""
+    return {"classifier_entropy": entropy_density(s.classifier, s.gin, f, task=s.labelled.info.task).mean().item(),
+            "energy_distance": energy_distance(torch.cat([f, view.real]), view.candidates[:N_ENERGY],
+                                               weights_y=view.h[:N_ENERGY])}
+
+
+# --------------------------------------------------------------------------- grid functions
+
+
+def oracle_for(task: dict) -> Oracle:
+    """Grid task: the dataset's oracle (one per dataset, shared by every seed: it plays the expert who labels)."""
+    return train_oracle(task["dataset"], task["cfg"].oracle)
+
+
+def train_gin(task: dict) -> dict:
+    """Grid task: train (or load) the GIN of one (dataset, seed); its errors of Theorem 1 on 500 test images
+    (`recon_mse`: real images, see `latentlab.models.gin.inversion_errors`)."""
+    cfg, name, seed = task["cfg"], task["dataset"], task["seed"]
+    train, _, test = splits(cfg, name)
+    errors = inversion_errors(gin_for(cfg, train, seed), test.x[:500])
+    return {"dataset": name, "seed": seed, "gan_steps": cfg.gan_steps, "encoder_steps": cfg.encoder_steps,
+            "recon_mse": errors.pop("real_recon_mse"), **errors}
+
+
 def run_seed(task: dict) -> list[dict]:
     """Every arm of one (dataset, seed): tidy rows (dataset, arm, seed, metric, value, n_synthetic)."""
-    p, seed, name = task, task["seed"], task["dataset"]
-    _, val, test = splits(p)
-    oracle, gin, labelled = oracle_for(p), gin_for(p, seed), labelled_set(p, seed)
-    classifier = fit_classifier(p, labelled, val, seed)                                  # C of eq. 7 = `native`
-    view = synthetic_sets(p, seed, gin, classifier, labelled, p["M_SMALL"], p["M_LARGE"])
-    results = {"native": scores(classifier, test) | {"gin_recon_mse": reconstruction_error(gin, test.x[:500])}}
-    for arm, f in view["sets"].items():
-        joined, info = with_oracle_labels(labelled, gin.generate(f), oracle)
-        results[arm] = scores(fit_classifier(p, joined, val, seed), test) | info | {
-            "classifier_entropy": entropy_density(classifier, gin, f, task=labelled.info.task).mean().item(),
-            # eq. 10's objective (x100 in the tables) on a 2000-candidate subsample of mu_h
-            "energy_distance": energy_distance(torch.cat([f, view["real"]]), view["candidates"][:2000],
-                                               weights_y=view["h"][:2000])}
-    sizes = {arm: 0 if arm == "native" else len(view["sets"][arm]) for arm in results}
-    return [{"dataset": name, "arm": arm, "seed": seed, "metric": k, "value": v, "n_synthetic": sizes[arm]}
-            for arm, metrics in results.items() for k, v in metrics.items()]
+    cfg, name, seed = task["cfg"], task["dataset"], task["seed"]
+    s = setup(cfg, name, seed)
+    oracle = train_oracle(name, cfg.oracle)
+    view = synthetic_sets(cfg, s, cfg.m_small, cfg.m_large)
+    arms = {"native": scores(s.classifier, s.test) | {"gin_recon_mse": reconstruction_error(s.gin, s.test.x[:500])}}
+    for arm, f in view.sets.items():
+        arms[arm] = synthetic_arm(cfg, s, oracle, f) | set_quality(s, view, f)
+    sizes = {arm: len(f) for arm, f in view.sets.items()}
+    return [row for arm, values in arms.items() for row in results.rows(name, arm, seed, values,
+                                                                         n_synthetic=sizes.get(arm, 0))]
 
 
 def run_curve(task: dict) -> list[dict]:
-    """'Query less for more': accuracy of AISEL and random synthesis at one more synthetic-set size."""
-    p, seed, size = task, task["seed"], task["size"]
-    _, val, test = splits(p)
-    oracle, gin, labelled = oracle_for(p), gin_for(p, seed), labelled_set(p, seed)
-    classifier = fit_classifier(p, labelled, val, seed)
-    sets = synthetic_sets(p, seed, gin, classifier, labelled, size, size)["sets"]
+    """'Query less for more': accuracy of AISEL and random synthesis at one more synthetic-set size (task["size"])."""
+    cfg, name, seed, size = task["cfg"], task["dataset"], task["seed"], task["size"]
+    s = setup(cfg, name, seed)
+    oracle = train_oracle(name, cfg.oracle)
+    sets = synthetic_sets(cfg, s, size, size).sets
+    return [row for method, arm in (("random", "random+m"), ("aisel", "aisel+m"))
+            for row in results.rows(name, f"curve:{method}", seed,
+                                    {"accuracy": synthetic_arm(cfg, s, oracle, sets[arm])["accuracy"]},
+                                    n_synthetic=size)]
+
+
+# --------------------------------------------------------------------------- the exercises' variants
+
+# Exercise 1: a sharper density h^3; exercise 2: no fixed points (the real encodings left out of eq. 10).
+VARIANTS = {"h^3": {"beta": 3.0, "anchored": True}, "no fixed": {"beta": 1.0, "anchored": False}}
+
+
+def distance_to_real(f: torch.Tensor, real: torch.Tensor) -> float:
+    """Mean distance of each point of f to its nearest real encoding (how far a set keeps from the labelled data)."""
+    return torch.cdist(f, real).min(1).values.mean().item()
+
+
+def run_variant(task: dict) -> list[dict]:
+    """Grid task of exercises 1-2: aisel+m as the main grid selects it and as `VARIANTS[task["variant"]]` does,
+    each retrained and measured (the aisel+m rows equal the main grid's for the same config, dataset and seed)."""
+    cfg, name, seed, variant = task["cfg"], task["dataset"], task["seed"], task["variant"]
+    s = setup(cfg, name, seed)
+    oracle = train_oracle(name, cfg.oracle)
+    view = synthetic_sets(cfg, s, cfg.m_small, cfg.m_small)
+    beta, anchored = VARIANTS[variant]["beta"], VARIANTS[variant]["anchored"]
+    sets = {"aisel+m": view.sets["aisel+m"],
+            f"aisel+m ({variant})": support_points(view.candidates, cfg.m_small, weights=view.h ** beta,
+                                                   fixed=view.real if anchored else None, iters=cfg.sp_iters,
+                                                   seed=seed)}
+    return [row for arm, f in sets.items()
+            for row in results.rows(name, arm, seed, synthetic_arm(cfg, s, oracle, f) | set_quality(s, view, f)
+                                    | {"distance_to_real": distance_to_real(f, view.real)}, variant=variant)]
+
+
+def soft_labelled(labelled: data.Dataset, x_syn: torch.Tensor, oracle: Oracle) -> data.Dataset:
+    """The labelled set (one-hot) plus synthetic images with the oracle's probabilities as soft labels."""
+    probs = predict_proba(oracle.model, x_syn, task=oracle.task)
+    y = torch.cat([F.one_hot(labelled.y, labelled.n_classes).float(), probs])
+    return data.Dataset(torch.cat([labelled.x, x_syn]), y, labelled.info)
+
+
+def run_labels(task: dict) -> list[dict]:
+    """Grid task of exercise 3: random+m and aisel+m trained on the oracle's hard labels (argmax) and on its
+    probabilities (soft cross-entropy). Both without class weights: balanced weights need hard labels."""
+    cfg, name, seed = task["cfg"], task["dataset"], task["seed"]
+    s = setup(cfg, name, seed)
+    oracle = train_oracle(name, cfg.oracle)
+    sets = synthetic_sets(cfg, s, cfg.m_small, cfg.m_small).sets
+    clf = cfg.clf.replace(class_weight=None)
     rows = []
-    for method, arm in (("random", "random+m"), ("aisel", "aisel+m")):
-        joined, _ = with_oracle_labels(labelled, gin.generate(sets[arm]), oracle)
-        acc = scores(fit_classifier(p, joined, val, seed), test)["accuracy"]
-        rows.append({"dataset": p["dataset"], "arm": f"curve:{method}", "seed": seed, "metric": "accuracy",
-                     "value": acc, "n_synthetic": size})
+    for arm in ("random+m", "aisel+m"):
+        x_syn = s.gin.generate(sets[arm])
+        for labels, joined in (("hard", with_oracle_labels(s.labelled, x_syn, oracle)[0]),
+                               ("soft", soft_labelled(s.labelled, x_syn, oracle))):
+            model = fit_classifier(joined, s.val, clf, seed).model
+            rows += results.rows(name, arm, seed, {"accuracy": scores(model, s.test)["accuracy"]}, labels=labels)
     return rows
+
+
+def oracle_updates(oracle: OracleConfig, n_train: int) -> int:
+    """Exercise 4: the updates `train_oracle` makes on n_train images (its schedule: at least one pass)."""
+    plan = schedule(n_train, ClfConfig(arch=oracle.arch, width=oracle.width, steps=oracle.steps, **TRAINING))
+    return plan.epochs * math.ceil(n_train / plan.batch_size)

@@ -5,26 +5,72 @@ training images without labels, or on the labelled subset only), the baseline cl
 whose images join training epoch by epoch through `LatentAugmenter`: `recon-only` (plain reconstructions, eps = 0),
 `random-latent` (a random move of norm eps), `tsynd-entropy` and `tsynd-mi` (latent ascent on the classifier's
 uncertainty, eq. 3-4). eps is given per dataset setting in units of the seed's latent radius (chosen in the notebook
-by a label-flip rate measured with the judge). Every arm of a seed shares the subset, the initial weights, the
-number of epochs and the autoencoder.
+by a label-flip rate measured with the judge, `flip_sweep` and `choose_eps`). Every arm of a seed shares the subset,
+the initial weights, the training schedule and the autoencoder.
+
+A task is {"cfg": Config, "dataset": "<name>@<share>%", "seed": s} (plus "eps_rel" for `run_seed`, see
+`seed_tasks`); `run_seed` reads the seed's data once (`seed_data`) and hands it down.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
-from latentlab import data
-from latentlab.metrics import classification_metrics
+from latentlab import data, grid, results
+from latentlab.config import ClfConfig, OracleConfig, Params
+from latentlab.metrics import classification_metrics, mutual_information
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, decode_all, encode_all, epochs_for, fit_autoencoder
 from latentlab.oracle import Oracle, train_oracle
 from latentlab.perturb import robustness, standard_perturbations
-from latentlab.samplers.tsynd import LatentAugmenter, label_flips, latent_radius, synthesise
-from latentlab.train import predict_proba, train_classifier
+from latentlab.samplers.tsynd import MODES, latent_radius, synthesise
+from latentlab.train import Hooks, Schedule, fit_classifier, mc_predict, predict_proba
+from latentlab.utils import batched
 
 ARMS = ("baseline", "recon-only", "random-latent", "tsynd-entropy", "tsynd-mi")
 SYNTHESIS = ("tsynd-mi", "tsynd-entropy", "random-latent")
+AE_DATA = ("all", "labelled")
+
+
+@dataclass(frozen=True)
+class Config(Params):
+    """Notebook 02's parameters cell (UPPER_CASE names lower-cased; CLF_* in `clf`, ORACLE_* in `oracle`)."""
+
+    NOTEBOOK = "02_tsynd"
+
+    datasets: tuple[str, ...]   # dataset settings "name@share%"
+    seeds: tuple[int, ...]
+    arms: tuple[str, ...]
+    ae_kind: str                # "ae" or "vae"
+    ae_data: str                # the autoencoder sees "all" training images or the "labelled" subset only
+    ae_latent: int
+    ae_width: int
+    ae_steps: int
+    clf: ClfConfig
+    oracle: OracleConfig        # the label-flip judge
+    ascent_steps: int
+    mc_samples: int
+    syn_ratio: float
+    max_synthetic: int
+    start_fraction: float
+    regenerations: int
+    eps_grid: tuple[float, ...]
+    max_flip: float
+    flip_sources: int
+    eps_seed: int
+    walk_dataset: str
+    attack_levels: float        # grey levels (of 255)
+    pgd_steps: int
+    rotation: float             # degrees
+    noise_std: float
+    workers: int | None
+
+
+# --------------------------------------------------------------------------- the data of a seed
 
 
 def parse_entry(entry: str) -> tuple[str, float]:
@@ -35,141 +81,214 @@ def parse_entry(entry: str) -> tuple[str, float]:
     return name, float(share[:-1]) / 100
 
 
-def splits(name: str) -> tuple[data.Dataset, data.Dataset, data.Dataset]:
-    return data.load_cached(name, "train"), data.load_cached(name, "val"), data.load_cached(name, "test")
+@dataclass(frozen=True)
+class SeedData:
+    """One (dataset setting, seed): the dataset's splits and the labelled subset every arm of the seed trains on."""
+
+    entry: str
+    seed: int
+    train: data.Dataset
+    val: data.Dataset
+    test: data.Dataset
+    labelled: data.Dataset
 
 
-def labelled_index(entry: str, seed: int) -> np.ndarray:
-    """The seed's stratified labelled subset (at least two images per class)."""
+def seed_data(entry: str, seed: int) -> SeedData:
+    """The splits of the setting's dataset and the seed's stratified labelled subset (at least two per class)."""
     name, share = parse_entry(entry)
-    train = data.load_cached(name, "train")
-    return data.stratified_subset(train.y, max(2 * train.n_classes, round(share * len(train))), seed)
+    train, val, test = (data.load_cached(name, split) for split in data.SPLITS)
+    idx = data.stratified_subset(train.y, max(2 * train.n_classes, round(share * len(train))), seed)
+    return SeedData(entry, seed, train, val, test, train.subset(idx))
 
 
-def judge_for(p: dict) -> Oracle:
-    """The label-flip judge of p['dataset']: its oracle, trained on the whole training split (one per dataset)."""
-    return train_oracle(p["dataset"], arch=p["ORACLE_ARCH"], width=p["ORACLE_WIDTH"], steps=p["ORACLE_STEPS"])
+# --------------------------------------------------------------------------- the models of a seed
 
 
-def autoencoder_for(p: dict, entry: str, seed: int) -> tuple[ConvAutoencoder, float]:
-    """The seed's autoencoder and its latent radius (RMS spread of the codes of the images it was trained on)."""
-    name, _ = parse_entry(entry)
-    train, val, _ = splits(name)
-    labelled_only = p["AE_DATA"] == "labelled"
-    x = train.x[labelled_index(entry, seed)] if labelled_only else train.x
-    cfg = AEConfig(kind=p["AE_KIND"], latent_dim=p["AE_LATENT"], width=p["AE_WIDTH"],
-                   epochs=epochs_for(p["AE_STEPS"], len(x)), batch_size=128, seed=seed)
-    key = f"{entry}-labelled-seed{seed}" if labelled_only else f"{name}-train-all"
-    ae = fit_autoencoder(x, cfg, key, x_val=val.x)
+def judge_for(task: dict) -> Oracle:
+    """Grid task: the label-flip judge of task['dataset'] (a dataset name), its oracle (one per dataset)."""
+    return train_oracle(task["dataset"], task["cfg"].oracle)
+
+
+def autoencoder_for(cfg: Config, d: SeedData) -> tuple[ConvAutoencoder, float]:
+    """The seed's autoencoder and its latent radius (RMS spread of the codes of the images it was trained on).
+
+    Cached by its config and the images it saw: settings of one dataset share it when it sees all training images.
+    """
+    if cfg.ae_data not in AE_DATA:
+        raise ValueError(f"AE_DATA must be one of {', '.join(AE_DATA)}; got {cfg.ae_data!r}.")
+    x = d.labelled.x if cfg.ae_data == "labelled" else d.train.x
+    ae_cfg = AEConfig(kind=cfg.ae_kind, latent_dim=cfg.ae_latent, width=cfg.ae_width,
+                      epochs=epochs_for(cfg.ae_steps, len(x)), batch_size=128, seed=d.seed)
+    ae = fit_autoencoder(x, ae_cfg, x_val=d.val.x)
     return ae, latent_radius(encode_all(ae, x))
 
 
-def autoencoder_tasks(p: dict) -> list[dict]:
+def autoencoder_tasks(cfg: Config) -> list[dict]:
     """One task per autoencoder to train: per (dataset, seed) when it sees all training images (settings of one
-    dataset share it), per (setting, seed) when it sees the labelled subset only."""
+    dataset share it; the task names the first setting of each), per (setting, seed) when it sees the labelled
+    subset only."""
     first_of_each: dict[str, str] = {}
-    for entry in p["DATASETS"]:
+    for entry in cfg.datasets:
         first_of_each.setdefault(parse_entry(entry)[0], entry)
-    entries = p["DATASETS"] if p["AE_DATA"] == "labelled" else list(first_of_each.values())
-    return [p | {"entry": e, "seed": s} for e in entries for s in p["SEEDS"]]
+    entries = cfg.datasets if cfg.ae_data == "labelled" else tuple(first_of_each.values())
+    return grid.tasks(cfg, dataset=entries, seed=cfg.seeds)
 
 
-def train_autoencoder(task: dict) -> dict:
-    """Grid task: train (or load) one seed's autoencoder; report its test reconstruction RMSE and latent radius."""
-    ae, radius = autoencoder_for(task, task["entry"], task["seed"])
-    test = splits(parse_entry(task["entry"])[0])[2]
-    rmse = float((decode_all(ae, encode_all(ae, test.x)) - test.x).pow(2).mean().sqrt())
-    return {"dataset": parse_entry(task["entry"])[0], "seed": task["seed"], "test_rmse": rmse, "latent_radius": radius,
-            "final_val_loss": float(ae.val_curve[-1])}
+def train_autoencoder(task: dict) -> list[dict]:
+    """Grid task: train (or load) one seed's autoencoder; one row with its test reconstruction RMSE, latent radius
+    and final validation loss."""
+    d = seed_data(task["dataset"], task["seed"])
+    ae, radius = autoencoder_for(task["cfg"], d)
+    rmse = float((decode_all(ae, encode_all(ae, d.test.x)) - d.test.x).pow(2).mean().sqrt())
+    return [{"dataset": parse_entry(d.entry)[0], "seed": d.seed, "test_rmse": rmse, "latent_radius": radius,
+             "final_val_loss": float(ae.val_curve[-1])}]
 
 
-def fit_arm(p: dict, labelled: data.Dataset, val: data.Dataset, seed: int, synthetic=None):
-    """Every arm's classifier: same architecture, budget in real-image epochs and initial weights (the seed)."""
-    return train_classifier(labelled, val, arch="cnn", width=p["CLF_WIDTH"], steps=p["CLF_STEPS"],
-                            min_epochs=p["CLF_MIN_EPOCHS"], batch_size=p["CLF_BATCH"], lr=p["CLF_LR"], seed=seed,
-                            class_weight=p["CLF_CLASS_WEIGHT"], monitor=p["CLF_MONITOR"],
-                            val_checks=p["CLF_VAL_CHECKS"], synthetic=synthetic).model
+def fit_arm(cfg: Config, labelled: data.Dataset, val: data.Dataset, seed: int,
+            synthetic: LatentAugmenter | None = None) -> nn.Module:
+    """Every arm's classifier: cfg.clf on the labelled images (same schedule and initial weights for every arm of
+    a seed), with the arm's synthetic images joining from the epoch its augmenter says."""
+    return fit_classifier(labelled, val, cfg.clf, seed, hooks=Hooks(synthetic=synthetic)).model
 
 
-def n_epochs(p: dict, n: int) -> int:
-    """The epochs `train_classifier` gives n labelled images (synthesis is scheduled within them)."""
-    batch = max(2, min(p["CLF_BATCH"], n))
-    return max(p["CLF_MIN_EPOCHS"], int(np.ceil(p["CLF_STEPS"] / np.ceil(n / batch))))
+# --------------------------------------------------------------------------- synthetic images during training
 
 
-def augmenter(p: dict, arm: str, ae, radius: float, labelled: data.Dataset, eps_rel: float,
+class LatentAugmenter:
+    """fit's `synthetic` hook: from `start_fraction` of the schedule's epochs on, regenerate n synthetic images
+    `regenerations` times from the current classifier (each keeps the label of its source image) and add them to
+    the training set.
+
+    Source images are drawn afresh at each regeneration, so over training the synthetic set covers the data.
+    """
+
+    def __init__(self, mode: str, autoencoder: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
+                 n_synthetic: int, steps: int, T: int, start_fraction: float, regenerations: int, seed: int):
+        if mode not in MODES:
+            raise ValueError(f"Unknown mode {mode!r}. Choose one of: {', '.join(MODES)}.")
+        self.mode, self.autoencoder, self.y = mode, autoencoder.eval(), y
+        self.eps, self.n, self.steps, self.T = eps, n_synthetic, steps, T
+        self.start_fraction, self.regenerations = start_fraction, regenerations
+        self.generator = torch.Generator().manual_seed(seed)
+        self.z_real = batched(autoencoder.encode, x, 512)  # the autoencoder is frozen: encode the labelled images once
+        self.current: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.last_z: torch.Tensor | None = None
+        self.last_idx: torch.Tensor | None = None
+        self.log: list[dict] = []
+
+    def start_epoch(self, schedule: Schedule) -> int:
+        """The first epoch with synthetic images (an untrained classifier's uncertainty says nothing)."""
+        return int(self.start_fraction * schedule.epochs)
+
+    def every(self, schedule: Schedule) -> int:
+        """Epochs between two regenerations."""
+        return max(1, (schedule.epochs - self.start_epoch(schedule)) // self.regenerations)
+
+    def __call__(self, epoch: int, model: nn.Module, schedule: Schedule) -> tuple[torch.Tensor, torch.Tensor] | None:
+        start = self.start_epoch(schedule)
+        if epoch < start:
+            return None
+        if self.current is None or (epoch - start) % self.every(schedule) == 0:
+            N = len(self.z_real)
+            idx = (torch.randperm(N, generator=self.generator)[:self.n] if self.n <= N
+                   else torch.randint(N, (self.n,), generator=self.generator))
+            z, x = synthesise(self.mode, self.autoencoder, model, self.z_real[idx], eps=self.eps, steps=self.steps,
+                              T=self.T, generator=self.generator)
+            self.current, self.last_z, self.last_idx = (x, self.y[idx]), z, idx
+            self.log.append({"epoch": epoch, "n": len(idx),
+                             "mean_shift": float((z - self.z_real[idx]).norm(dim=1).mean())})
+        return self.current
+
+
+def augmenter(cfg: Config, arm: str, ae: ConvAutoencoder, radius: float, labelled: data.Dataset, eps_rel: float,
               seed: int) -> LatentAugmenter:
-    """The synthetic-image hook of one arm: regenerated REGENERATIONS times from START_FRACTION of training on."""
-    epochs = n_epochs(p, len(labelled))
-    start = int(p["START_FRACTION"] * epochs)
+    """The synthetic-image hook of one arm (eps = eps_rel x the seed's latent radius; 0 for recon-only)."""
     return LatentAugmenter(arm, ae, labelled.x, labelled.y, eps=0.0 if arm == "recon-only" else eps_rel * radius,
-                           n_synthetic=min(p["MAX_SYNTHETIC"], round(p["SYN_RATIO"] * len(labelled))),
-                           steps=p["ASCENT_STEPS"], T=p["MC_SAMPLES"], start_epoch=start,
-                           every=max(1, (epochs - start) // p["REGENERATIONS"]), seed=seed)
+                           n_synthetic=min(cfg.max_synthetic, round(cfg.syn_ratio * len(labelled))),
+                           steps=cfg.ascent_steps, T=cfg.mc_samples, start_fraction=cfg.start_fraction,
+                           regenerations=cfg.regenerations, seed=seed)
 
 
-def evaluate_all(p: dict, model, test: data.Dataset) -> dict[str, float]:
+# --------------------------------------------------------------------------- metrics
+
+
+@torch.no_grad()
+def label_flips(judge: nn.Module, x_syn: torch.Tensor, x_ref: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    """Flip rate caused by the latent move: among images whose reference (their plain reconstruction) the judge
+    labels y, the share whose synthetic image it labels otherwise; and how many images that share is over."""
+    judge.eval()
+    keep = batched(judge, x_ref).argmax(1) == y.cpu()
+    if not keep.any():
+        return float("nan"), 0
+    flipped = batched(judge, x_syn[keep]).argmax(1) != y.cpu()[keep]
+    return float(flipped.float().mean()), int(keep.sum())
+
+
+def evaluate_all(cfg: Config, model: nn.Module, test: data.Dataset) -> dict[str, float]:
     """Clean metrics, accuracy under test-time perturbations (mean: accuracy_tta) and under FGSM / PGD."""
     out = classification_metrics(test.y, predict_proba(model, test.x, task=test.info.task), test.info.task)
-    perturbations = standard_perturbations(rotation=p["ROTATION"], noise_std=p["NOISE_STD"])
-    rob = robustness(model, test.x, test.y, attack_eps=p["ATTACK_LEVELS"] / 255, pgd_steps=p["PGD_STEPS"],
+    perturbations = standard_perturbations(rotation=cfg.rotation, noise_std=cfg.noise_std)
+    rob = robustness(model, test.x, test.y, attack_eps=cfg.attack_levels / 255, pgd_steps=cfg.pgd_steps,
                      perturbations=perturbations)
     keep = ("accuracy", "auc", "balanced_accuracy", "sensitivity", "specificity", "single_class")
     return {k: out[k] for k in keep} | {k: rob[k] for k in ("accuracy_tta", "accuracy_fgsm", "accuracy_pgd")}
 
 
-def synthetic_validity(judge: Oracle, ae, aug: LatentAugmenter) -> dict[str, float]:
+def synthetic_validity(judge: Oracle, ae: ConvAutoencoder, aug: LatentAugmenter) -> dict[str, float]:
     """Latent move and judge's label-flip rate of the synthetic set an arm used last in training."""
     x_ref = decode_all(ae, aug.z_real[aug.last_idx])  # the plain reconstructions of the source images
     flip, _ = label_flips(judge.model, aug.current[0], x_ref, aug.current[1])
     return {"synthetic_shift": aug.log[-1]["mean_shift"], "synthetic_flip_rate": flip}
 
 
+# --------------------------------------------------------------------------- the seed grid
+
+
+def seed_tasks(cfg: Config, eps_rel: dict[str, float]) -> list[dict]:
+    """The seed grid: one task per (dataset setting, seed) of cfg, each with its setting's chosen eps (x radius)."""
+    return [t | {"eps_rel": eps_rel[t["dataset"]]} for t in grid.tasks(cfg, dataset=cfg.datasets, seed=cfg.seeds)]
+
+
 def run_seed(task: dict) -> list[dict]:
     """Every arm of one (dataset setting, seed): tidy rows (dataset, arm, seed, metric, value)."""
-    p, entry, seed = task, task["entry"], task["seed"]
-    name, _ = parse_entry(entry)
-    train, val, test = splits(name)
-    labelled = train.subset(labelled_index(entry, seed))
-    judge, (ae, radius) = judge_for(p | {"dataset": name}), autoencoder_for(p, entry, seed)
+    cfg, d = task["cfg"], seed_data(task["dataset"], task["seed"])
+    judge, (ae, radius) = train_oracle(parse_entry(d.entry)[0], cfg.oracle), autoencoder_for(cfg, d)
     rows = []
-    for arm in p["ARMS"]:
-        aug = None if arm == "baseline" else augmenter(p, arm, ae, radius, labelled, task["eps_rel"], seed)
-        metrics = evaluate_all(p, fit_arm(p, labelled, val, seed, synthetic=aug), test)
+    for arm in cfg.arms:
+        aug = None if arm == "baseline" else augmenter(cfg, arm, ae, radius, d.labelled, task["eps_rel"], d.seed)
+        metrics = evaluate_all(cfg, fit_arm(cfg, d.labelled, d.val, d.seed, synthetic=aug), d.test)
         if aug is not None and aug.current is not None:
             metrics |= synthetic_validity(judge, ae, aug)
-        rows += [{"dataset": entry, "arm": arm, "seed": seed, "metric": k, "value": v} for k, v in metrics.items()]
-    return rows + [{"dataset": entry, "arm": "autoencoder", "seed": seed, "metric": "latent_radius", "value": radius}]
+        rows += results.rows(d.entry, arm, d.seed, metrics)
+    return rows + results.rows(d.entry, "autoencoder", d.seed, {"latent_radius": radius})
 
 
 # --------------------------------------------------------------------------- choosing eps by the label-flip rate
 
 
-def flip_sweep(task: dict) -> pd.DataFrame:
+def flip_sweep(task: dict) -> list[dict]:
     """Grid task: for one dataset setting and the seed EPS_SEED, the judge's label-flip rate of each synthesis mode
-    at every eps of EPS_GRID (units of the latent radius), on FLIP_SOURCES training images (never test images).
+    at every eps of EPS_GRID (units of the latent radius), on FLIP_SOURCES training images (never test images):
+    one row per (eps, mode), for `grid.table`.
 
     A flip counts among images whose plain reconstruction the judge labels correctly: flips caused by the move.
     """
-    p, entry, seed = task, task["entry"], task["EPS_SEED"]
-    name, _ = parse_entry(entry)
-    train, val, _ = splits(name)
-    labelled = train.subset(labelled_index(entry, seed))
-    clf, judge = fit_arm(p, labelled, val, seed), judge_for(p | {"dataset": name})
-    ae, radius = autoencoder_for(p, entry, seed)
-    gen = torch.Generator().manual_seed(seed)
-    src = torch.randperm(len(train), generator=gen)[:p["FLIP_SOURCES"]]
-    z0 = encode_all(ae, train.x[src])
+    cfg, d = task["cfg"], seed_data(task["dataset"], task["cfg"].eps_seed)
+    clf, judge = fit_arm(cfg, d.labelled, d.val, d.seed), train_oracle(parse_entry(d.entry)[0], cfg.oracle)
+    ae, radius = autoencoder_for(cfg, d)
+    gen = torch.Generator().manual_seed(d.seed)
+    src = torch.randperm(len(d.train), generator=gen)[:cfg.flip_sources]
+    z0 = encode_all(ae, d.train.x[src])
     _, x_ref = synthesise("recon-only", ae, clf, z0, eps=0.0)
     rows = []
-    for eps_rel in p["EPS_GRID"]:
+    for eps_rel in cfg.eps_grid:
         for mode in SYNTHESIS:
-            _, x_syn = synthesise(mode, ae, clf, z0, eps=eps_rel * radius, steps=p["ASCENT_STEPS"],
-                                  T=p["MC_SAMPLES"], generator=gen)
-            rate, n = label_flips(judge.model, x_syn, x_ref, train.y[src])
-            rows.append({"dataset": entry, "eps_rel": eps_rel, "eps": eps_rel * radius, "mode": mode,
+            _, x_syn = synthesise(mode, ae, clf, z0, eps=eps_rel * radius, steps=cfg.ascent_steps,
+                                  T=cfg.mc_samples, generator=gen)
+            rate, n = label_flips(judge.model, x_syn, x_ref, d.train.y[src])
+            rows.append({"dataset": d.entry, "eps_rel": eps_rel, "eps": eps_rel * radius, "mode": mode,
                          "flip_rate": rate, "n_judged": n})
-    return pd.DataFrame(rows)
+    return rows
 
 
 def choose_eps(sweep: pd.DataFrame, max_flip: float) -> float:
@@ -183,3 +302,18 @@ def choose_eps(sweep: pd.DataFrame, max_flip: float) -> float:
             break
         chosen = float(eps_rel)
     return chosen
+
+
+def synthetic_versions(cfg: Config, ae: ConvAutoencoder, clf: nn.Module, images: data.Dataset, eps: float,
+                       T: int = 64) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """Images, and their version of every synthetic arm at eps (seeded by cfg.eps_seed), with the classifier's
+    MI (T dropout passes) of each synthetic image: ({"original": x, mode: images}, {mode: MI per image})."""
+    x, task = images.x, images.info.task
+    z = encode_all(ae, x)
+    versions, mi = {"original": x}, {}
+    torch.manual_seed(cfg.eps_seed)
+    for mode in ("recon-only", "random-latent", "tsynd-entropy", "tsynd-mi"):
+        _, versions[mode] = synthesise(mode, ae, clf, z, eps=eps, steps=cfg.ascent_steps, T=cfg.mc_samples,
+                                       generator=torch.Generator().manual_seed(cfg.eps_seed))
+        mi[mode] = mutual_information(mc_predict(clf, versions[mode], T, task=task)).numpy()
+    return versions, mi

@@ -28,7 +28,7 @@ from torch import nn
 import latentlab  # noqa: F401  (torchvision shim first: diffusers imports torchvision)
 from latentlab.cache import train_or_load
 from latentlab.models.latent_kl import train_steps
-from latentlab.utils import module_device
+from latentlab.utils import channels_last, module_device
 
 # Stable Diffusion's noise schedule (its scheduler_config.json).
 SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
@@ -129,5 +129,5 @@ def refine(model: LatentDenoiser, z: torch.Tensor, steps: int, schedule: int = 2
     zt = scheduler.add_noise(z.to(device), noise, timesteps[:1])
     model.eval()
     for t in timesteps:
-        zt = scheduler.step(model(zt, t), t, zt).prev_sample
+        zt = scheduler.step(model(channels_last(zt), t), t, zt).prev_sample  # NHWC: see utils.channels_last
     return zt.to(z.device)

@@ -31,6 +31,7 @@ from torch import nn
 import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab.cache import train_or_load
 from latentlab.losses import balanced_weights, loss_fn
+from latentlab.utils import channels_last
 
 
 def _conv_stack(c_in: int, width: int, c_out: int) -> nn.Sequential:
@@ -104,15 +105,17 @@ def interaction_phase(model: IteratedModel, z: torch.Tensor, y: torch.Tensor, *,
                       generator: torch.Generator) -> list[float]:
     """Train S, D, C on L1(D(z^s), z) + CE_w(C(z^s), y) for `steps` mini-batches; returns the losses.
 
-    y: class labels (N,), or multi-hot labels (N, n_labels) (then a weighted binary cross-entropy).
+    y: class labels (N,), or multi-hot labels (N, n_labels) (then a weighted binary cross-entropy). Model and
+    batches are channels-last (NHWC), the fast layout for CPU convolutions.
     """
     task = "multi-label" if y.ndim == 2 else "multi-class"
-    model.train()
+    channels_last(model).train()
     losses = []
     for _ in range(steps):
         idx = torch.randint(len(z), (min(batch_size, len(z)),), generator=generator)
-        recon, logits = model(z[idx])
-        loss = F.l1_loss(recon, z[idx]) + loss_fn(logits, y[idx], task, weight)
+        batch = channels_last(z[idx])
+        recon, logits = model(batch)
+        loss = F.l1_loss(recon, batch) + loss_fn(logits, y[idx], task, weight)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -129,13 +132,14 @@ def imitation_phase(model: IteratedModel, z: torch.Tensor, *, steps: int, batch_
 
     Only the encoder changes: the decoder and classifier are left exactly as they were.
     """
+    channels_last(model.encoder)
     teacher = copy.deepcopy(model.encoder).eval().requires_grad_(False)
     reset_parameters(model.encoder)
     opt = torch.optim.AdamW(model.encoder.parameters(), lr=lr, weight_decay=weight_decay)
     model.encoder.train()
     losses = []
     for _ in range(steps):
-        batch = z[torch.randint(len(z), (min(batch_size, len(z)),), generator=generator)]
+        batch = channels_last(z[torch.randint(len(z), (min(batch_size, len(z)),), generator=generator)])
         with torch.no_grad():
             probs = teacher(batch).permute(0, 2, 3, 1).reshape(-1, teacher.net[-1].out_channels)
             target = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # one channel per cell
@@ -168,6 +172,7 @@ class ILConfig:
 def iterated_learning(model: IteratedModel, z: torch.Tensor, y: torch.Tensor, cfg: ILConfig) -> dict[str, list]:
     """cfg.generations rounds of interaction then imitation (none after the last); returns the loss histories."""
     gen = torch.Generator().manual_seed(cfg.seed)
+    channels_last(model)  # before the optimisers see its parameters
     n_classes = model.classifier.head[-1].out_features
     weight = balanced_weights(y, n_classes) if cfg.class_weighted else None
     opt_rest = _adamw(list(model.decoder.parameters()) + list(model.classifier.parameters()), cfg)
@@ -181,6 +186,8 @@ def iterated_learning(model: IteratedModel, z: torch.Tensor, y: torch.Tensor, cf
             history["imitation"].append(imitation_phase(
                 model, z, steps=cfg.imitation_steps, batch_size=cfg.batch_size, lr=cfg.lr,
                 weight_decay=cfg.weight_decay, generator=gen))
+    # back to contiguous weights: a freshly trained model then computes bit for bit as one loaded from the cache
+    model.to(memory_format=torch.contiguous_format)
     return history
 
 

@@ -27,7 +27,7 @@ from torch import nn
 import latentlab  # noqa: F401  (torchvision shim first: diffusers imports torchvision)
 from latentlab.cache import train_or_load
 from latentlab.repro import get_device
-from latentlab.utils import batched, module_device, progress
+from latentlab.utils import batched, channels_last, module_device, progress
 
 
 @dataclass
@@ -109,21 +109,24 @@ class LatentCodec(nn.Module):
 def train_steps(model: nn.Module, batch_loss, x: torch.Tensor, *, steps: int, batch_size: int, lr: float, seed: int,
                 desc: str) -> list[float]:
     """Adam with a cosine-decayed rate on batch_loss(batch, generator) for `steps` mini-batches of x drawn with
-    replacement (seeded); returns the losses. The training loop of the AutoencoderKL and the latent denoiser."""
+    replacement (seeded); returns the losses. The training loop of the AutoencoderKL and the latent denoiser.
+    Model and batches are channels-last (NHWC) while it trains, the fast layout for CPU convolutions."""
     gen = torch.Generator().manual_seed(seed)
+    device = module_device(channels_last(model))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
     model.train()
     history = []
     for _ in progress(range(steps), desc=desc, leave=False):
         batch = x[torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)]
-        loss = batch_loss(batch.to(module_device(model)), gen)
+        loss = batch_loss(channels_last(batch.to(device)), gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         history.append(loss.item())
-    model.eval()
+    # back to contiguous weights: a freshly trained model then computes bit for bit as one loaded from the cache
+    model.to(memory_format=torch.contiguous_format).eval()
     return history
 
 
@@ -189,8 +192,3 @@ def load_pretrained(name: str, subfolder: str | None = None, in_channels: int = 
 def encode_images(codec: LatentCodec, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Latents of many images, batched, in eval mode, on the CPU."""
     return batched(codec.eval().encode, x, batch_size)
-
-
-def decode_latents(codec: LatentCodec, z: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Images of many latents, batched, in eval mode, on the CPU."""
-    return batched(codec.eval().decode, z, batch_size)

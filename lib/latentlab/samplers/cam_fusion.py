@@ -28,7 +28,8 @@ not its row in the data set, so each tail code is paired with another sample's C
 tail class and one mixing mask per batch; we draw them per fused sample.
 
 The control `masks="random"` keeps everything (pairs, thresholds, mixing) and replaces both CAMs by independent
-U(0, 1) maps: whatever cam-fusion gains over it is due to the CAMs.
+U(0, 1) maps: whatever cam-fusion gains over it is due to the CAM masks. The control `partners="random"` keeps the
+CAM masks and pairs each tail sample with any head sample: what the CAM neighbour search adds.
 """
 
 from __future__ import annotations
@@ -130,15 +131,20 @@ class Fusion:
 
 @torch.no_grad()
 def cam_fusion(model: IteratedModel, z: torch.Tensor, y: torch.Tensor, tail_classes, n_per_class: int, *,
-               k: int = 3, masks: str = "cam", generator: torch.Generator | None = None) -> Fusion:
+               k: int = 3, masks: str = "cam", partners: str = "cam",
+               generator: torch.Generator | None = None) -> Fusion:
     """n_per_class fused samples for every tail class, from training latents z (N, C, h, w) with labels y.
 
     y: class labels (N,), or multi-hot labels (N, n_labels) for multi-label data (ChestMNIST: the paper's setting),
     where the head samples are those with none of the tail labels.
     masks: 'cam' (the method) or 'random' (the control: U(0, 1) maps instead of CAMs, same pairs).
+    partners: 'cam' (the method: one of the k nearest head samples by CAM) or 'random' (the other control: any head
+    sample, CAM masks kept).
     """
     if masks not in ("cam", "random"):
         raise ValueError(f"Unknown masks {masks!r}. Choose 'cam' or 'random'.")
+    if partners not in ("cam", "random"):
+        raise ValueError(f"Unknown partners {partners!r}. Choose 'cam' or 'random'.")
     y = torch.as_tensor(y)
     members = {int(c): (y[:, c] > 0) if y.ndim == 2 else (y == c) for c in tail_classes}  # multi-hot or labels
     head_rows = torch.nonzero(~torch.stack(list(members.values())).any(0)).squeeze(1)
@@ -150,8 +156,11 @@ def cam_fusion(model: IteratedModel, z: torch.Tensor, y: torch.Tensor, tail_clas
     for member in members.values():
         rows = torch.nonzero(member).squeeze(1)
         ref = rows[torch.randint(len(rows), (n_per_class,), generator=generator)]
-        near = torch.from_numpy(head_neighbours(cams[ref], cams[head_rows], k))
-        pick = near[torch.arange(n_per_class), torch.randint(k, (n_per_class,), generator=generator)]
+        if partners == "cam":
+            near = torch.from_numpy(head_neighbours(cams[ref], cams[head_rows], k))
+            pick = near[torch.arange(n_per_class), torch.randint(k, (n_per_class,), generator=generator)]
+        else:
+            pick = torch.randint(len(head_rows), (n_per_class,), generator=generator)
         pairs.append((ref, head_rows[pick]))
     tail_index, head_index = (torch.cat(p) for p in zip(*pairs))
     # one label: the tail class; multi-hot labels: the union of both (the official `np.maximum`)

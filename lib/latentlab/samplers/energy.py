@@ -77,6 +77,24 @@ def _step(x: torch.Tensor, target: torch.Tensor, w: torch.Tensor, points: torch.
     return new
 
 
+def objective(x: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
+              fixed: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 10's objective for the free points x (m, r), with `fixed` (n, r), against the weighted target samples:
+    sum_i sum_k w_k ||x_i - gamma_k|| - sum_{i,j} ||p_i - p_j|| / (2(m+n)), p the m + n points (differentiable in x)."""
+    w = _weights(weights, len(target), target.dtype)
+    points = x if fixed is None else torch.cat([x, fixed.to(x)])
+    return (torch.cdist(x, target) @ w).sum() - torch.pdist(points).sum() / len(points)  # pdist: each pair once
+
+
+def update(x: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None,
+           fixed: torch.Tensor | None = None, chunk: int = CHUNK, eps: float = 1e-6) -> torch.Tensor:
+    """One fixed-point update of the free points x (the formula in the module docstring): x - grad / q with q_i =
+    sum_k w_k / ||x_i - gamma_k||, grad the gradient of `objective`. `support_points` iterates it (and clamps)."""
+    w = _weights(weights, len(target), target.dtype)
+    points = x if fixed is None else torch.cat([x, fixed.to(x)])
+    return _step(x, target, w, points, chunk, eps)
+
+
 def _fixed_point(target: torch.Tensor, m: int, weights: torch.Tensor | None, fixed: torch.Tensor | None, iters: int,
                  tol: float, seed: int, bounds: tuple[float, float], step) -> torch.Tensor:
     """The support-points iteration of eq. 10; `step(x, target, w, points)` returns every free point's update."""

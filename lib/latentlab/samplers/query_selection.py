@@ -34,8 +34,8 @@ Baselines: Random (n indices uniformly without replacement) and AE-error (the n 
 worst). Beyond the paper, two standard cold-start selectors on the same codes: k-center greedy (the core-set
 selector of Sener & Savarese 2018) and TypiClust (Hacohen et al. 2022).
 
-Also here: the unbalanced MNIST of the paper (`unbalance_mnist`) and two properties of a query set itself
-(`query_set_stats`: class coverage and class balance).
+Also here: two properties of a query set itself (`query_set_stats`: class coverage and class balance). The paper's
+unbalanced MNIST is data, not a sampler: `latentlab.experiments.query_selection.unbalance_mnist`.
 """
 
 from __future__ import annotations
@@ -273,48 +273,7 @@ def select(method: str, codes, n: int, *, seed: int = 0, errors=None, t: float =
     raise ValueError(f"Unknown selection method {method!r}. Choose one of: {', '.join(METHODS)}.")
 
 
-# --------------------------------------------------------------------------- data and query-set properties
-
-
-def shift_images(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Translate each image x[i] (C, H, W) by (dy[i], dx[i]) pixels (down, right), filling with zeros."""
-    out = torch.zeros_like(x)
-    h, w = x.shape[-2:]
-    for i, (a, b) in enumerate(zip(dy.tolist(), dx.tolist())):
-        out[i, :, max(a, 0):h + min(a, 0), max(b, 0):w + min(b, 0)] = \
-            x[i, :, max(-a, 0):h + min(-a, 0), max(-b, 0):w + min(-b, 0)]
-    return out
-
-
-def unbalance_mnist(x: torch.Tensor, y: torch.Tensor, *, n_replace: int = 2000, max_shift: int = 2,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The paper's unbalanced MNIST: for each even digit d, n_replace images of digit d + 1 are replaced by shifted
-    copies of n_replace distinct images of digit d (val / test stay untouched).
-
-    Shift: every copy is translated by (dy, dx) pixels, each drawn uniformly from -max_shift..max_shift (2), never
-    (0, 0), with zero fill (no wrap-around). Seeded; returns new tensors (x, y) of the same size, so on our 55 000
-    training images the even digits hold ~7 400 images each and the odd ones ~4 000.
-    """
-    if x.ndim != 4 or len(x) != len(y):
-        raise ValueError(f"x must be (N, C, H, W) images with one label each; got {tuple(x.shape)} and "
-                         f"{tuple(y.shape)}.")
-    if max_shift < 1:
-        raise ValueError(f"max_shift must be at least 1 pixel; got {max_shift}.")
-    offsets = torch.tensor([(a, b) for a in range(-max_shift, max_shift + 1) for b in range(-max_shift, max_shift + 1)
-                            if (a, b) != (0, 0)])
-    gen = torch.Generator().manual_seed(seed)
-    x, y = x.clone(), y.clone()
-    for d in (0, 2, 4, 6, 8):
-        odd, even = torch.nonzero(y == d + 1).flatten(), torch.nonzero(y == d).flatten()
-        if min(len(odd), len(even)) < n_replace:
-            raise ValueError(f"Digits {d} and {d + 1} need {n_replace} images each; they have {len(even)} and "
-                             f"{len(odd)}. Lower n_replace.")
-        out = odd[torch.randperm(len(odd), generator=gen)[:n_replace]]
-        src = even[torch.randperm(len(even), generator=gen)[:n_replace]]
-        pick = offsets[torch.randint(len(offsets), (n_replace,), generator=gen)]
-        x[out] = shift_images(x[src], pick[:, 0], pick[:, 1])
-        y[out] = d
-    return x, y
+# --------------------------------------------------------------------------- query-set properties
 
 
 def query_set_stats(y_selected, n_classes: int) -> dict[str, float]:

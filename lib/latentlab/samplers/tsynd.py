@@ -6,7 +6,8 @@ with U the mutual information (BALD) of T MC-dropout passes, or the predictive e
 Decoder and classifier are frozen; only z moves. The synthetic image f_dec(z*) keeps the label of x.
 The ascent is projected, normalised gradient ascent (PGD in latent space), because raw MI gradients are tiny
 on images the classifier has memorised. The baseline 'random-latent' moves z0 by a random vector of norm eps.
-`LatentAugmenter` regenerates the synthetic set from the current classifier during training (fit's `synthetic`).
+The hook that regenerates the synthetic set during training (`LatentAugmenter`) and the judge's label-flip rate
+(`label_flips`) are the experiment's: `latentlab.experiments.tsynd`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 
 from latentlab.metrics import mutual_information, predictive_entropy
 from latentlab.models.classifiers import mc_dropout
-from latentlab.utils import batched, module_device
+from latentlab.utils import module_device
 
 TARGETS = ("mi", "entropy")
 MODES = ("tsynd-mi", "tsynd-entropy", "random-latent", "recon-only")
@@ -117,18 +118,6 @@ def latent_radius(z: torch.Tensor) -> float:
     return float((z - z.mean(0)).pow(2).sum(1).mean().sqrt())
 
 
-@torch.no_grad()
-def label_flips(oracle: nn.Module, x_syn: torch.Tensor, x_ref: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-    """Flip rate caused by the latent move: among images whose reference (their plain reconstruction) the oracle
-    labels y, the share whose synthetic image it labels otherwise; and how many images that share is over."""
-    oracle.eval()
-    keep = batched(oracle, x_ref).argmax(1) == y.cpu()
-    if not keep.any():
-        return float("nan"), 0
-    flipped = batched(oracle, x_syn[keep]).argmax(1) != y.cpu()[keep]
-    return float(flipped.float().mean()), int(keep.sum())
-
-
 def synthesise(mode: str, autoencoder: nn.Module, classifier: nn.Module, z0: torch.Tensor, *, eps: float,
                steps: int = 10, T: int = 8, batch_size: int = 256,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,40 +143,3 @@ def synthesise(mode: str, autoencoder: nn.Module, classifier: nn.Module, z0: tor
         zs.append(zb.cpu())
         xs.append(xb.cpu())
     return torch.cat(zs), torch.cat(xs)
-
-
-class LatentAugmenter:
-    """fit's `synthetic` hook: every `every` epochs from `start_epoch` on, regenerate n synthetic images from the
-    current classifier (each keeps the label of its source image) and add them to the training set.
-
-    Source images are drawn afresh at each regeneration, so over training the synthetic set covers the data.
-    """
-
-    def __init__(self, mode: str, autoencoder: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
-                 n_synthetic: int, steps: int = 10, T: int = 8, start_epoch: int = 1, every: int = 2,
-                 seed: int = 0):
-        if mode not in MODES:
-            raise ValueError(f"Unknown mode {mode!r}. Choose one of: {', '.join(MODES)}.")
-        self.mode, self.autoencoder, self.y = mode, autoencoder.eval(), y
-        self.eps, self.n, self.steps, self.T = eps, n_synthetic, steps, T
-        self.start_epoch, self.every = start_epoch, max(1, every)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.z_real = batched(autoencoder.encode, x, 512)  # the autoencoder is frozen: encode the labelled images once
-        self.current: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.last_z: torch.Tensor | None = None
-        self.last_idx: torch.Tensor | None = None
-        self.log: list[dict] = []
-
-    def __call__(self, epoch: int, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if epoch < self.start_epoch:
-            return None  # an untrained classifier's uncertainty says nothing about the data
-        if self.current is None or (epoch - self.start_epoch) % self.every == 0:
-            N = len(self.z_real)
-            idx = (torch.randperm(N, generator=self.generator)[:self.n] if self.n <= N
-                   else torch.randint(N, (self.n,), generator=self.generator))
-            z, x = synthesise(self.mode, self.autoencoder, model, self.z_real[idx], eps=self.eps, steps=self.steps,
-                              T=self.T, generator=self.generator)
-            self.current, self.last_z, self.last_idx = (x, self.y[idx]), z, idx
-            self.log.append({"epoch": epoch, "n": len(idx),
-                             "mean_shift": float((z - self.z_real[idx]).norm(dim=1).mean())})
-        return self.current

@@ -1,0 +1,274 @@
+"""Notebook 04's experiment (VAE latent-space augmentation): its config, grid, seed runs, sweep, cache keys, the paper's
+numbers and the figures, on a toy dataset (no data mirror needed)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from latentlab import grid
+from latentlab.data import Dataset, DatasetInfo
+from latentlab.experiments import vae_augmentation as experiment
+from latentlab.oracle import Oracle
+from latentlab.papers import vae_augmentation as paper
+
+matplotlib.use("Agg")
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_vae_augmentation.ipynb"
+TOY = DatasetInfo("toy", "multi-class", 1, ["a", "b", "c"])
+
+
+def _cell() -> dict:
+    """The notebook's parameters cell, PROFILE left out."""
+    code = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
+    values = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse("".join(code[0]["source"])).body}
+    return {k: v for k, v in values.items() if k != "PROFILE"}
+
+
+def _tiny(**changes) -> experiment.Config:
+    """The notebook's config shrunk to seconds: one toy setting, one seed, 2-D VAE of two updates, CNN of two."""
+    cfg = experiment.Config.from_parameters(_cell())
+    small = dict(datasets=("toy@5",), seeds=(0,), workers=1, ae_images=45, ae_latent=2, ae_width=4, ae_steps=2,
+                 ae_batch=16, labelled_vae_settings=(), clf=cfg.clf.replace(width=4, steps=2, val_checks=1),
+                 strengths={"noise": [0.5], "interpolation": [0.5, 1.0], "extrapolation": [0.5]}, n_per_image=(1, 2))
+    return cfg.replace(**(small | changes))
+
+
+def _toy(n_per_class: int, seed: int) -> Dataset:
+    """28x28 images: class c is a bright band at rows 8c..8c+8 over noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(3).repeat_interleave(n_per_class)
+    x = 0.3 * torch.rand(len(y), 1, 28, 28, generator=g)
+    for c in range(3):
+        x[y == c, :, 8 * c + 2:8 * c + 10, 4:24] += 0.6
+    return Dataset(x.clamp(0, 1), y, TOY)
+
+
+SPLITS = experiment.Splits(_toy(15, 0), _toy(10, 1), _toy(10, 2))
+
+
+class _MeanBand(nn.Module):
+    """An oracle that labels an image by its brightest band."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        rows = x.mean(dim=(1, 3))
+        return torch.stack([rows[:, 8 * c + 2:8 * c + 10].mean(1) for c in range(3)], 1) * 10 + 0 * self.w
+
+
+ORACLE = Oracle("toy", _MeanBand(), 1.0, 1.0, 1 / 3, "multi-class")
+
+
+@pytest.fixture
+def toy(monkeypatch, tmp_path):
+    """run_seed and tune_seed on the toy splits and oracle, with a fresh model cache."""
+    monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(experiment, "load_splits", lambda name, cfg: SPLITS)
+    monkeypatch.setattr(experiment, "train_oracle", lambda name, cfg: ORACLE)
+    return tmp_path
+
+
+def _vaes(cache: Path) -> int:
+    return len(list(cache.glob("autoencoder-vae-*.pt")))
+
+
+# --------------------------------------------------------------------------- config and settings
+
+
+def test_config_has_no_defaults_and_refuses_unknown_arms_data_and_settings():
+    cfg = experiment.Config.from_parameters(_cell())
+    assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               for f in dataclasses.fields(cfg))
+    assert cfg.clf.steps == 80 and cfg.clf.val_checks == 4 and cfg.oracle.max_images is None  # the notebook's values
+    assert cfg.affine_scale == (0.9, 1.1) and cfg.ae_data == "all"
+    with pytest.raises(ValueError, match="Unknown arms"):
+        cfg.replace(arms=("baseline", "latent-rotation"))
+    with pytest.raises(ValueError, match="AE_DATA"):
+        cfg.replace(ae_data="some")
+    with pytest.raises(ValueError, match="dataset@images_per_class"):
+        cfg.replace(labelled_vae_settings=("mnist",))
+
+
+def test_settings_parse_and_reject_typos():
+    assert experiment.parse_setting("mnist@10") == ("mnist", 10)
+    assert experiment.parse_setting("breastmnist@all") == ("breastmnist", None)
+    for bad in ("mnist", "mnist@ten", "mnist@10%"):
+        with pytest.raises(ValueError, match="dataset@images_per_class"):
+            experiment.parse_setting(bad)
+
+
+def test_variants_are_replacements_of_the_notebook_config():
+    cfg = experiment.Config.from_parameters(_cell()).replace(labelled_vae_settings=("mnist@10", "breastmnist@all"))
+    assert experiment.dataset_names(cfg.datasets) == ["mnist", "fashion-mnist", "breastmnist"]
+    assert experiment.settings_of(cfg.datasets, "mnist") == ["mnist@10", "mnist@50"]
+    labelled = experiment.labelled_variant(cfg)
+    assert labelled.ae_data == "labelled" and labelled.datasets == ("mnist@10", "breastmnist@all")
+    assert labelled.arms == ("baseline", *experiment.LATENT_ARMS) and labelled.labelled_vae_settings == ()
+    assert labelled.clf == cfg.clf and labelled.seeds == cfg.seeds
+    assert experiment.result_settings(cfg)[-1] == "breastmnist@all" + experiment.LABELLED_VAE
+    plane = experiment.plane_config(cfg)
+    assert (plane.ae_latent, plane.ae_steps, plane.ae_images) == (2, cfg.plane_steps, cfg.plane_images)
+
+
+def test_tasks_carry_the_config_and_their_dataset_choice_and_seeds_follow_coordinates():
+    cfg = experiment.Config.from_parameters(_cell()).replace(seeds=(0, 1), labelled_vae_settings=("mnist@10",))
+    chosen = {"mnist@10": {"latent-noise": (0.5, 2)}, "fashion-mnist@10": {"latent-noise": (1.0, 5)},
+              "breastmnist@all": {"latent-noise": (0.5, 5)}}
+    tasks = experiment.tasks(cfg, chosen)
+    assert [(t["seed"], t["dataset"]) for t in tasks[:3]] == [(0, "mnist"), (0, "fashion-mnist"), (0, "breastmnist")]
+    assert len(tasks) == 2 * 3 + 2 and all(t["cfg"] is cfg for t in tasks[:6])
+    assert tasks[1]["choice"] == {"latent-noise": (1.0, 5)} and tasks[-1]["cfg"].ae_data == "labelled"
+    fewer = experiment.tasks(cfg.replace(datasets=("mnist@10",), labelled_vae_settings=()), chosen)
+    seeds = {(t["seed"], t["dataset"]): grid.task_seed(t) for t in tasks}
+    assert all(grid.task_seed(t) == seeds[(t["seed"], t["dataset"])] for t in fewer)  # other datasets do not matter
+    with pytest.raises(ValueError, match="No tuned choice for the dataset 'fashion-mnist'"):
+        experiment.tasks(cfg, {"mnist@50": {}})
+
+
+def test_choose_takes_the_best_mean_of_knn_and_svm_and_the_first_on_ties():
+    rows = [("noise", 0.5, 2, "knn", 0.70), ("noise", 0.5, 2, "svm", 0.80), ("noise", 1.0, 2, "knn", 0.90),
+            ("noise", 1.0, 2, "svm", 0.50), ("noise", 0.5, 5, "knn", 0.75), ("noise", 0.5, 5, "svm", 0.76),
+            ("affine", 0.0, 2, "knn", 0.6), ("affine", 0.0, 2, "svm", 0.6), ("affine", 0.0, 5, "knn", 0.6),
+            ("affine", 0.0, 5, "svm", 0.6), ("affine", 0.0, 5, "oracle", 1.0)]
+    sweep = pd.DataFrame([{"dataset": "mnist@10", "arm": a, "strength": s, "n_per_image": n, "classifier": c,
+                           "metric": "label_validity" if c == "oracle" else "val_accuracy", "value": v}
+                          for a, s, n, c, v in rows])
+    chosen = experiment.choose(sweep)  # noise: means 0.75, 0.70, 0.755 -> (0.5, 5); affine: a tie -> the first
+    assert chosen == {"mnist@10": {"noise": (0.5, 5), "affine": (0.0, 2)}}
+    assert experiment.choice_for(chosen, "mnist@50") == experiment.choice_for(chosen, "mnist") == chosen["mnist@10"]
+    with pytest.raises(ValueError, match="fashion-mnist"):
+        experiment.choice_for(chosen, "fashion-mnist@10")
+
+
+# --------------------------------------------------------------------------- one seed, the sweep, the cache
+
+
+def test_run_seed_gives_every_arm_and_classifier_and_repeats_bitwise(toy):
+    cfg = _tiny()
+    choice = {arm: (0.5, 1) for arm in cfg.arms[1:]} | {"latent-noise": (0.5, 2), "affine": (0.0, 1)}
+    task = {"cfg": cfg, "dataset": "toy", "seed": 0, "choice": choice}
+    rows = pd.DataFrame(experiment.run_seed(task))
+    assert list(rows.columns[:5]) == ["dataset", "arm", "seed", "metric", "value"]
+    assert set(rows["dataset"]) == {"toy@5"} and list(dict.fromkeys(rows["arm"])) == list(cfg.arms)
+    validity = rows[rows["metric"] == "label_validity"]
+    assert set(validity["arm"]) == set(cfg.arms) - {"baseline"} and validity["value"].between(0, 1).all()
+    acc = rows[rows["metric"] == "accuracy"]
+    assert len(acc) == len(cfg.arms) * 3 and set(acc["classifier"]) == {"knn", "svm", "cnn"}
+    noise = rows[(rows["arm"] == "latent-noise")]
+    assert (noise["strength"] == 0.5).all() and (noise["n_per_image"] == 2).all()
+    assert rows[rows["arm"] == "baseline"]["n_per_image"].eq(0).all() and _vaes(toy) == 1
+    again = pd.DataFrame(experiment.run_seed(task))  # the VAE comes from the cache now
+    pd.testing.assert_frame_equal(rows, again)
+    assert _vaes(toy) == 1
+
+
+def test_the_labelled_variant_trains_its_vae_on_the_labelled_images_only(toy):
+    cfg = _tiny(labelled_vae_settings=("toy@5",))
+    tasks = experiment.tasks(cfg, {"toy@5": {"latent-interpolation": (0.5, 1), "latent-noise": (0.5, 1),
+                                             "latent-extrapolation": (0.5, 1)}})
+    rows = pd.DataFrame(experiment.run_seed(tasks[-1]))
+    assert set(rows["dataset"]) == {"toy@5" + experiment.LABELLED_VAE}
+    assert set(rows["arm"]) == {"baseline", *experiment.LATENT_ARMS} and _vaes(toy) == 1
+    experiment.run_seed(tasks[0] | {"cfg": cfg.replace(arms=("baseline", "latent-noise"))})
+    assert _vaes(toy) == 2  # the VAE of all 45 training images is another model
+
+
+def test_vae_cache_key_changes_with_every_field_and_the_images_it_saw(toy):
+    cfg, lab = _tiny(), experiment.labelled_subset(SPLITS.train, 5, 0)
+    experiment.fit_vae(SPLITS, 0, cfg)
+    experiment.fit_vae(SPLITS, 0, cfg)
+    assert _vaes(toy) == 1
+    variants = [(cfg.replace(ae_steps=10), 0, SPLITS, None), (cfg.replace(ae_images=30), 0, SPLITS, None),
+                (cfg.replace(ae_latent=3), 0, SPLITS, None), (cfg.replace(ae_width=6), 0, SPLITS, None),
+                (cfg.replace(ae_batch=8), 0, SPLITS, None), (cfg, 1, SPLITS, None),
+                (cfg, 0, dataclasses.replace(SPLITS, val=SPLITS.val.subset(range(20))), None),  # N_VAL
+                (cfg.replace(ae_data="labelled"), 0, SPLITS, lab),
+                (cfg.replace(ae_data="labelled"), 0, SPLITS, experiment.labelled_subset(SPLITS.train, 5, 1))]
+    for i, (c, seed, splits, labelled) in enumerate(variants, start=2):
+        experiment.fit_vae(splits, seed, c, labelled)
+        assert _vaes(toy) == i, f"variant {i - 2} loaded another variant's VAE"
+    with pytest.raises(ValueError, match="labelled subset"):
+        experiment.fit_vae(SPLITS, 0, cfg.replace(ae_data="labelled"))
+
+
+def test_tune_seed_sweeps_every_arm_strength_and_count_without_the_test_split(toy, monkeypatch):
+    cfg = _tiny()
+    monkeypatch.setattr(experiment, "load_splits", lambda name, cfg: dataclasses.replace(SPLITS, test=None))
+    sweep = grid.table(experiment.tune_seed, experiment.tune_tasks(cfg), workers=1)
+    acc = sweep[sweep["metric"] == "val_accuracy"]
+    per_arm = acc.groupby("arm").size().to_dict()
+    assert per_arm == {"latent-noise": 4, "latent-interpolation": 8, "latent-extrapolation": 4, "image-noise": 4,
+                       "image-interpolation": 8, "image-extrapolation": 4, "affine": 4}  # x (kNN, SVM)
+    assert set(sweep["seed"]) == {cfg.tune_seed} and set(sweep["dataset"]) == {"toy@5"}
+    chosen = experiment.choose(sweep)
+    assert set(chosen["toy@5"]) == set(cfg.arms) - {"baseline"}
+    assert all(c[1] in cfg.n_per_image for c in chosen["toy@5"].values())
+
+
+def test_sklearn_scores_are_probabilities_whose_argmax_is_the_prediction():
+    from sklearn.svm import SVC
+
+    cfg = experiment.Config.from_parameters(_cell())
+    cfg = cfg.replace(clf=cfg.clf.replace(class_weight=None))
+    g = torch.Generator().manual_seed(0)
+    for k in (2, 3):
+        y = torch.arange(30) % k
+        x = torch.rand(30, 1, 4, 4, generator=g) + y.view(-1, 1, 1, 1) * 0.3
+        for kind in ("knn", "svm"):
+            p = experiment.sklearn_probs(kind, x, y, x, k, cfg)
+            assert p.shape == (30, k) and np.allclose(p.sum(1), 1)
+        svm = SVC(C=cfg.svm_c, gamma="scale").fit(x.flatten(1).numpy(), y.numpy())
+        assert (p.argmax(1) == svm.predict(x.flatten(1).numpy())).all()
+
+
+# --------------------------------------------------------------------------- the paper's numbers, the figures
+
+
+def test_gains_and_paper_effects():
+    assert paper.paper_effect("latent-interpolation", "baseline", "knn") == pytest.approx(21.29)
+    assert paper.paper_effect("latent-noise", "baseline", "cnn") == pytest.approx(-6.79)
+    claim = paper.paper_claims(["mnist@10"], [("latent-noise", "baseline")])[0]
+    assert claim.paper_for(("mnist@10", "svm")) == pytest.approx(4.30) and claim.sign(("mnist@10", "cnn")) == -1
+    assert [c[:2] for c in paper.knn_gains_most_claims()] == [("knn", "svm"), ("knn", "cnn")]
+    assert paper.knn_gains_most_claims()[0][2] == pytest.approx(21.29 - 8.69)
+    rows = [{"dataset": "d", "classifier": c, "seed": s, "arm": a, "metric": "accuracy", "value": v}
+            for c, base in (("knn", 0.5), ("svm", 0.6)) for s in (0, 1)
+            for a, v in (("baseline", base + s / 10), ("latent-noise", base + s / 10 + (0.2 if c == "knn" else 0.1)))]
+    g = paper.gains(pd.DataFrame(rows), "latent-noise").set_index(["arm", "seed"])["value"]
+    assert g[("knn", 0)] == pytest.approx(0.2) and g[("svm", 1)] == pytest.approx(0.1)
+    table = paper.beside_paper(pd.DataFrame(rows), ["baseline", "latent-noise"])
+    assert table.loc[("UJIPEN (paper)", "knn"), "baseline"] == "31.86" and ("d", "svm") in table.index
+
+
+def test_figures_draw_on_a_tiny_two_dimensional_vae(toy):
+    import matplotlib.pyplot as plt
+
+    from latentlab.plots import vae_augmentation as plots
+
+    cfg = _tiny()
+    vae = experiment.fit_vae(SPLITS, 0, cfg)
+    assert plots.manifold(vae, 4).shape == (16, 1, 28, 28)
+    with pytest.raises(ValueError, match="2-D latent space"):
+        plots.manifold(experiment.fit_vae(SPLITS, 0, cfg.replace(ae_latent=3)))
+    lab = experiment.labelled_subset(SPLITS.train, 5, 0)
+    demo = plots.operations_demo(vae.encode(lab.x).detach(), lab.y, j=0, lam=0.5, gamma=0.5, n_noise=6)
+    assert demo["noise"].shape == (6, 2) and torch.allclose(demo["interpolation"], (demo["z_j"] + demo["z_k"]) / 2)
+    choice = {a: (0.5, 1) for a in cfg.arms}
+    rows = plots.example_rows(lab, vae, choice, [0, 5], 0, cfg)
+    assert list(rows) == ["original", "reconstruction", *cfg.arms[1:]] and rows["affine"].shape == (2, 1, 28, 28)
+    for fig in (plots.latent_plane_figure(vae, SPLITS.train), plots.operations_figure(vae, lab),
+                plots.interpolation_paths_figure(vae, lab, neighbour=2, steps=4)):
+        assert len(fig.axes) >= 1
+        plt.close(fig)
