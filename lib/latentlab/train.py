@@ -23,7 +23,7 @@ from latentlab.losses import balanced_weights, loss_fn, to_probs
 from latentlab.metrics import classification_metrics
 from latentlab.models import build_classifier, mc_dropout
 from latentlab.repro import get_device, seed_everything
-from latentlab.utils import batched, channels_last, progress
+from latentlab.utils import adam, batched, channels_last, progress
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 MONITORS = ("loss", "accuracy", "auc", "balanced_accuracy")
@@ -107,7 +107,7 @@ def fit(model: nn.Module, train: Dataset | Pair, val: Dataset | Pair | None = No
     channels_last(model.to(device))
     weight = class_weight.to(device) if class_weight is not None else None
     x_train, y_train = _xy(train)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     best_score, best_state, best_epoch, history = -math.inf, None, 0, []
     bar = progress(range(epochs), desc=desc or "fit", leave=False)
     for epoch in bar:

@@ -20,7 +20,7 @@ from torch import nn
 import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab.cache import train_or_load
 from latentlab.models.blocks import conv_trunk, deconv_trunk
-from latentlab.utils import batched, channels_last, module_device, progress
+from latentlab.utils import adam, batched, channels_last, module_device, progress
 
 
 class _Decoder(nn.Module):
@@ -147,7 +147,7 @@ def train_autoencoder(model: ConvAutoencoder, x: torch.Tensor, cfg: AEConfig,
     x_val when given: the validation split monitors the fit, it never stops or selects it)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     device = module_device(channels_last(model))  # NHWC: the fast layout for CPU convolutions
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = adam(model.parameters(), lr=cfg.lr)
     # Cosine decay: a high rate early for speed, a low one late for sharp reconstructions.
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
     history = []

@@ -18,7 +18,7 @@ import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab.cache import train_or_load
 from latentlab.models.blocks import conv_trunk, deconv_trunk  # critic trunk batch-norm free (gradient penalty)
 from latentlab.repro import get_device
-from latentlab.utils import batched, channels_last, progress
+from latentlab.utils import adam, batched, channels_last, progress
 
 
 @dataclass
@@ -125,8 +125,8 @@ def train_generator(gin: GIN, x: torch.Tensor, cfg: GINConfig) -> list[dict]:
     """Eq. 3: min_G max_D E_x[D(x)] - E_u[D(G(u))], the critic kept (softly) 1-Lipschitz by a gradient penalty."""
     G, D = gin.generator, gin.critic
     # Adam with beta1 = 0.5 / 0.9 as in the WGAN-GP paper: momentum makes the min-max game oscillate.
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    opt_g = adam(G.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    opt_d = adam(D.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
     device = next(gin.parameters()).device
     channels_last(G), channels_last(D)  # NHWC: the fast layout for CPU convolutions (`make bench-train`)
     G.train()
@@ -158,7 +158,7 @@ def train_encoder(gin: GIN, cfg: GINConfig) -> list[dict]:
     """Eq. 5: min_E E_u ||E(G(u)) - u||^2 on synthetic pairs only; the true feature of a real image is unknown."""
     E = gin.encoder
     device = next(E.parameters()).device
-    opt = torch.optim.Adam(E.parameters(), lr=cfg.lr * 5)
+    opt = adam(E.parameters(), lr=cfg.lr * 5)
     channels_last(E)
     E.train()
     history = []

@@ -27,7 +27,7 @@ from torch import nn
 import latentlab  # noqa: F401  (torchvision shim first: diffusers imports torchvision)
 from latentlab.cache import train_or_load
 from latentlab.repro import get_device
-from latentlab.utils import batched, channels_last, module_device, progress
+from latentlab.utils import adam, batched, channels_last, module_device, progress
 
 
 @dataclass
@@ -113,7 +113,7 @@ def train_steps(model: nn.Module, batch_loss, x: torch.Tensor, *, steps: int, ba
     Model and batches are channels-last (NHWC) while it trains, the fast layout for CPU convolutions."""
     gen = torch.Generator().manual_seed(seed)
     device = module_device(channels_last(model))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
     model.train()
     history = []
