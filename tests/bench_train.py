@@ -5,8 +5,9 @@ library time, so every workload counts by how long it takes). Under two minutes 
 Workloads: SmallCNN of width 8 and 16 through `train.fit` (batch 128, 28 px, 10-class), the GIN's WGAN-GP steps
 (`models.gin.train_generator`) and encoder steps (`train_encoder`), and the conv autoencoder's epochs
 (`models.autoencoder.train_autoencoder`). "plain" swaps `utils.channels_last` for the identity in every module that
-uses it and `utils.adam` for torch's default Adam (a per-parameter loop on the CPU): the plain run is the eager loop a
-user would write, the library's differs from it in memory layout and the optimiser's multi-tensor update alone.
+uses it, `utils.adam` for torch's default Adam (a per-parameter loop on the CPU) and `blocks.ImageConvTranspose2d`'s
+kernel for nn.ConvTranspose2d's: the plain run is the eager loop a user would write, the library's differs from it in
+memory layout, the optimiser's fused update and the image layer's kernel alone.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import statistics
 import time
 
 import torch
+from torch import nn
 
 import latentlab  # noqa: F401  (torchvision shim first)
 from latentlab import train, utils
-from latentlab.models import SmallCNN, autoencoder, gin
+from latentlab.models import SmallCNN, autoencoder, blocks, gin
 
 MODULES = (train, utils, gin, autoencoder)
 REPEATS = 5
@@ -27,10 +29,13 @@ REPEATS = 5
 
 @contextlib.contextmanager
 def plain_layout():
-    """Every loop on contiguous (NCHW) tensors with torch's default Adam: channels_last becomes the identity."""
+    """Every loop on contiguous (NCHW) tensors with torch's default Adam and torch's transposed-conv kernel:
+    channels_last becomes the identity, ImageConvTranspose2d an nn.ConvTranspose2d."""
     saved = [(m, name, getattr(m, name)) for m in MODULES for name in ("channels_last", "adam") if hasattr(m, name)]
+    saved.append((blocks.ImageConvTranspose2d, "forward", blocks.ImageConvTranspose2d.forward))
     for m, name, _ in saved:
-        setattr(m, name, (lambda obj: obj) if name == "channels_last" else torch.optim.Adam)
+        setattr(m, name, {"channels_last": lambda obj: obj, "adam": torch.optim.Adam,
+                          "forward": nn.ConvTranspose2d.forward}[name])
     try:
         yield
     finally:
