@@ -15,13 +15,14 @@ ifneq ($(WORKERS),)
 export LATENTLAB_WORKERS := $(WORKERS)
 endif
 
-.PHONY: help env test unit smoke figures lab lint bench bench-train clean
+.PHONY: help env test unit smoke figures readme lab lint bench bench-train clean
 
 help:
 	@echo "make figures [PROFILE=default|paper] [NB='01*'] [WORKERS=N]  run notebooks in place, write figures/"
 	@echo "make test                                         unit tests + every notebook at smoke size (nbval)"
 	@echo "make lab [LAB_ARGS='--allow-root --no-browser --port 8888']  JupyterLab on notebooks/"
 	@echo "make bench-train                                  training throughput, library vs plain loops (1 thread)"
+	@echo "make readme                                       README's results section from figures/*/claims.csv"
 	@echo "make env | smoke | lint | bench | clean"
 
 env: $(STAMP)
@@ -46,6 +47,11 @@ smoke: env
 
 figures: env
 	$(BIN)/python -m latentlab.runner figures --profile $(PROFILE) --nb '$(NB)'
+	$(BIN)/python -m latentlab.ledger readme
+
+# The README's results section, generated from the committed ledgers (tests/test_ledger.py checks it).
+readme: env
+	$(BIN)/python -m latentlab.ledger readme
 
 # Options for JupyterLab, e.g. LAB_ARGS='--allow-root --no-browser --port 8888' (as root, in a container).
 LAB_ARGS ?=

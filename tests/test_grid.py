@@ -151,3 +151,17 @@ def test_a_real_experiment_row_does_not_depend_on_the_rest_of_the_grid(writable_
     again = grid.table(budget.run_seed, grid.tasks(cfg, budget=[20], seed=[0]), workers=1)
     mine = two[(two.seed == 0) & (two.arm == 20)].reset_index(drop=True)
     assert mine.equals(one) and again.equals(one)
+
+
+def _mixed_rows(task):
+    return [{"dataset": "d", "arm": "a", "seed": task["seed"], "metric": "accuracy", "value": 0.5},
+            {"instrument": "vae", "dataset": "d", "seed": task["seed"], "check": "recon_mse", "value": 0.1,
+             "threshold": 0.2, "passed": True}]
+
+
+def test_tables_splits_result_rows_from_gate_rows_in_task_order():
+    from latentlab.results import INSTRUMENT_COLUMNS
+
+    res, inst = grid.tables(_mixed_rows, [{"seed": s} for s in range(3)], workers=1)
+    assert res["seed"].tolist() == [0, 1, 2] and "instrument" not in res.columns
+    assert list(inst.columns) == INSTRUMENT_COLUMNS and inst["seed"].tolist() == [0, 1, 2]

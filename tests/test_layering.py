@@ -55,8 +55,8 @@ def test_no_import_cycles():
 LAYERS = [
     ["latentlab", "latentlab._compat", "latentlab.config", "latentlab.data", "latentlab.losses", "latentlab.metrics",
      "latentlab.repro", "latentlab.results", "latentlab.stats", "latentlab.utils"],
-    ["latentlab.cache", "latentlab.frechet", "latentlab.grid", "latentlab.perturb", "latentlab.plotting",
-     "latentlab.runner"],
+    ["latentlab.cache", "latentlab.frechet", "latentlab.gates", "latentlab.grid", "latentlab.perturb",
+     "latentlab.ledger", "latentlab.plotting", "latentlab.runner"],
     ["latentlab.models"],
     ["latentlab.train"],
     ["latentlab.oracle", "latentlab.samplers"],

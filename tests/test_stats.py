@@ -13,6 +13,25 @@ A = np.array([71.0, 74.5, 69.0, 80.0, 77.5, 73.0])
 B = np.array([70.0, 72.0, 69.5, 76.0, 75.0, 72.5])
 
 
+def _bonferroni(d, m: int, alpha: float = 0.05) -> tuple[float, float]:
+    """The paired t-interval at confidence 1 - alpha / m, by hand."""
+    d = np.asarray(d, float)
+    half = st.t.ppf(1 - alpha / (2 * m), len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return d.mean() - half, d.mean() + half
+
+
+def _first_n_with_power(effect: float, sd: float, alpha: float, power: float = 0.8) -> int:
+    """Brute force: the smallest n whose two-sided paired t-test has the power (noncentral t, written out)."""
+    for n in range(2, 1000):
+        crit, ncp = st.t.ppf(1 - alpha / 2, n - 1), abs(effect) * np.sqrt(n) / sd
+        if st.nct.sf(crit, n - 1, ncp) + st.nct.cdf(-crit, n - 1, ncp) >= power:
+            return n
+    raise AssertionError("no n below 1000")
+
+
+# --------------------------------------------------------------------------- one comparison
+
+
 def test_paired_matches_scipy():
     r = stats.paired(A, B)
     d = A - B
@@ -20,6 +39,8 @@ def test_paired_matches_scipy():
     low, high = test.confidence_interval(0.95)
     assert r["n"] == 6 and r["mean"] == pytest.approx(d.mean()) and r["sd"] == pytest.approx(d.std(ddof=1))
     assert (r["low"], r["high"]) == pytest.approx((low, high))
+    assert (r["low_fw"], r["high_fw"]) == pytest.approx((low, high))  # a family of one
+    assert r["fw_method"] == "Bonferroni, m = 1"
     assert r["p_t"] == pytest.approx(test.pvalue) and r["p_wilcoxon"] == pytest.approx(st.wilcoxon(d).pvalue)
     assert (r["wins"], r["losses"]) == (5, 1)
 
@@ -32,40 +53,109 @@ def test_paired_interval_by_hand():
     assert r["verdict"] == "supported"
 
 
+def test_paired_family_widens_the_deciding_interval():
+    # the same d at m = 5: t(1 - 0.05 / 10, 3) = 5.840909; half-width 5.840909 * 1.290994 / 2 = 3.770291 spans 0
+    r = stats.paired([1, 2, 3, 4], [0, 0, 0, 0], family=5)
+    assert (r["low"], r["high"]) == pytest.approx((0.445739, 4.554261), abs=1e-5)  # the unadjusted one stays
+    assert (r["low_fw"], r["high_fw"]) == pytest.approx((2.5 - 3.770291, 2.5 + 3.770291), abs=1e-5)
+    assert (r["low_fw"], r["high_fw"]) == pytest.approx(_bonferroni([1, 2, 3, 4], 5))
+    assert r["verdict"] == "inconclusive" and r["fw_method"] == "Bonferroni, m = 5"
+
+
 def test_paired_drops_missing_pairs_and_needs_two():
     r = stats.paired([1.0, np.nan, 3.0, 2.0], [0.0, 1.0, 1.0, np.nan])
     assert r["n"] == 2 and r["mean"] == pytest.approx(1.5)
+    assert r["verdict"] == "not decided: fewer than 3 seeds (n = 2)"
     with pytest.raises(ValueError, match="at least 2 seeds"):
         stats.paired([1.0], [0.0])
     with pytest.raises(ValueError, match="equal length"):
         stats.paired([1.0, 2.0], [0.0])
 
 
-def test_constant_differences_collapse_the_interval():
-    r = stats.paired([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])
-    assert r["low"] == r["high"] == 1.0 and r["verdict"] == "supported" and r["p_t"] == 0.0
-    tie = stats.paired([1.0, 2.0], [1.0, 2.0])
-    assert tie["verdict"] == "inconclusive" and tie["p_t"] == 1.0 and tie["p_wilcoxon"] == 1.0
+def test_zero_spread_is_not_decided():
+    r = stats.paired([2.0, 3.0, 4.0], [1.0, 2.0, 3.0], paper=8.3)
+    assert r["low"] == r["high"] == 1.0 and r["verdict"] == "not decided: zero spread of the differences"
+    assert r["vs_paper"] == "" and r["seeds_to_decide"] == -1
+    tie = stats.paired([1.0, 2.0], [1.0, 2.0])  # n = 2 comes first
+    assert tie["verdict"] == "not decided: fewer than 3 seeds (n = 2)" and tie["p_wilcoxon"] == 1.0
 
 
 @pytest.mark.parametrize("low, high, paper, direction, word", [
-    (0.5, 3.0, 8.3, 1, "supported"),                      # above 0
-    (-4.0, -0.2, 8.3, 1, "reversed"),                     # below 0
-    (-1.0, 2.0, 8.3, 1, "paper-size effect excluded"),    # spans 0, wholly below the paper's +8.3
-    (-1.0, 9.0, 8.3, 1, "inconclusive"),                  # spans 0, contains +8.3
-    (-1.0, 2.0, None, 1, "inconclusive"),                 # spans 0, no paper number
-    (-30.0, -5.0, -24.0, -1, "supported"),                # claim "far below": interval below 0 supports it
+    (0.5, 3.0, 8.3, 1, "supported, smaller than the paper's"),   # above 0, wholly below +8.3
+    (6.0, 10.0, 8.3, 1, "supported, paper size"),                # contains +8.3
+    (8.3, 10.0, 8.3, 1, "supported, paper size"),                # the paper's effect on the edge is inside
+    (9.0, 12.0, 8.3, 1, "supported, larger than the paper's"),   # wholly above +8.3
+    (0.5, 3.0, None, 1, "supported"),                            # no paper number: no magnitude
+    (0.5, 3.0, 0.0, 1, "supported, larger than the paper's"),    # the paper's effect is 0
+    (-4.0, -0.2, 8.3, 1, "reversed"),                            # below 0
+    (-1.0, 2.0, 8.3, 1, "paper-size effect excluded"),           # spans 0, wholly below the paper's +8.3
+    (0.0, 2.0, 8.3, 1, "paper-size effect excluded"),            # touching 0 is spanning it
+    (-1.0, 9.0, 8.3, 1, "inconclusive"),                         # spans 0, contains +8.3 (no sd: no N)
+    (-1.0, 2.0, None, 1, "inconclusive"),                        # spans 0, no paper number
+    (-28.4, -10.5, -42.1, -1, "supported, smaller than the paper's"),  # the issue's example: a third of the paper's
+    (-30.0, -5.0, -24.0, -1, "supported, paper size"),           # claim "far below": an interval below 0 supports it
+    (-40.0, -30.0, -24.0, -1, "supported, larger than the paper's"),
     (2.0, 6.0, -24.0, -1, "reversed"),
-    (-10.0, 3.0, -24.0, -1, "paper-size effect excluded"),  # spans 0, never reaches -24
+    (-10.0, 3.0, -24.0, -1, "paper-size effect excluded"),       # spans 0, never reaches -24
     (-30.0, 3.0, -24.0, -1, "inconclusive"),
+    (0.5, 3.0, 0.0, -1, "reversed"),                             # paper 0 goes with either direction
 ])
 def test_every_verdict_branch(low, high, paper, direction, word):
     assert stats.verdict(low, high, paper, direction) == word
 
 
+def test_not_decided_and_not_tested_come_before_the_interval():
+    good = dict(low=1.0, high=3.0, paper=2.0, direction=1)
+    assert stats.verdict(**good) == "supported, paper size"
+    assert stats.verdict(**good, failed="gin/fd_gap_closed failed") == "not tested: gin/fd_gap_closed failed"
+    assert stats.verdict(**good, degenerate=True) == "not decided: every classifier predicted one class"
+    assert stats.verdict(**good, n=2, sd=1.0) == "not decided: fewer than 3 seeds (n = 2)"
+    assert stats.verdict(**good, n=3, sd=0.0) == "not decided: zero spread of the differences"
+    assert stats.verdict(**good, n=3, sd=1.0) == "supported, paper size"
+    assert stats.verdict(**good, n=2, degenerate=True, failed="x/y failed") == "not tested: x/y failed"
+    assert stats.verdict(float("nan"), 1.0) == "not decided: no finite interval"
+
+
+def test_inconclusive_names_the_seeds_at_the_familys_level():
+    alpha = 0.05 / 4
+    n = _first_n_with_power(8.3, 6.0, alpha)
+    assert stats.verdict(-1.0, 9.0, 8.3, 1, n=6, sd=6.0, alpha=alpha) == f"inconclusive ({n} seeds would decide)"
+    # a negative claim: the paper's magnitude on the claimed side
+    n = _first_n_with_power(24.0, 20.0, 0.05)
+    assert stats.verdict(-30.0, 3.0, -24.0, -1, n=6, sd=20.0) == f"inconclusive ({n} seeds would decide)"
+    assert stats.seeds_to_detect(-24.0, 20.0) == stats.seeds_to_detect(24.0, 20.0) == n
+
+
+def test_direction_against_the_papers_sign_raises():
+    with pytest.raises(ValueError, match="disagrees"):
+        stats.verdict(1.0, 2.0, paper=-3.0, direction=1)
+    with pytest.raises(ValueError, match=r"\+1 or -1"):
+        stats.verdict(1.0, 2.0, direction=0)
+    with pytest.raises(ValueError, match="disagrees"):
+        stats.Claim("a", "b", -3.0, direction=1)
+    with pytest.raises(ValueError, match="'y'"):  # every per-dataset effect is checked
+        stats.Claim("a", "b", {"x": 2.0, "y": -1.0}, direction=1)
+    with pytest.raises(ValueError, match="disagrees"):
+        stats.paired([1.0, 2.0, 3.0], [0.0, 0.0, 0.5], paper=-3.0, direction=1)
+    assert stats.Claim("a", "b", 0.0, direction=-1).sign() == -1  # paper 0 goes with either
+    assert stats.Claim("a", "b", {"x": -2.0, "y": 3.0}).sign("x") == -1  # no direction: each dataset's sign
+    assert stats.Claim("a", "b", instruments="gin").instruments == ("gin",)
+
+
+def test_wins_count_the_claimed_direction():
+    # claim "a is below b" (paper -24): d = -30, -27, -32, -27.5, +5: four seeds on the claimed side
+    r = stats.paired([50.0, 52.0, 49.0, 51.0, 60.0], [80.0, 79.0, 81.0, 78.5, 55.0], paper=-24.0)
+    assert (r["wins"], r["losses"]) == (4, 1) and r["direction"] == -1
+    r = stats.paired([50.0, 52.0, 49.0, 51.0, 60.0], [80.0, 79.0, 81.0, 78.5, 55.0], direction=-1)
+    assert (r["wins"], r["losses"]) == (4, 1)
+
+
 def test_negative_paper_effect_sets_the_claimed_side():
-    r = stats.paired([50.0, 52.0, 49.0, 51.0], [80.0, 79.0, 81.0, 78.5], paper=-24.0)
-    assert r["verdict"] == "supported" and r["vs_paper"] == "larger than the paper's"
+    a, b = np.array([50.0, 52.0, 49.0, 51.0]), np.array([80.0, 79.0, 81.0, 78.5])
+    r = stats.paired(a, b, paper=-24.0)
+    low, high = st.ttest_rel(a, b).confidence_interval(0.95)  # [-31.8, -26.9]: wholly beyond -24
+    assert high < -24.0 and (r["low"], r["high"]) == pytest.approx((low, high))
+    assert r["verdict"] == "supported, larger than the paper's" and r["vs_paper"] == "larger than the paper's"
 
 
 def test_holm_by_hand():
@@ -87,12 +177,36 @@ def test_minimum_detectable_effect_has_the_asked_power():
 def test_seeds_to_detect_is_the_first_n_with_enough_power():
     n = stats.seeds_to_detect(2.0, sd=3.0)
     assert stats.power_paired(2.0, 3.0, n) >= 0.8 > stats.power_paired(2.0, 3.0, n - 1)
+    assert n == _first_n_with_power(2.0, 3.0, 0.05)
+
+
+@pytest.mark.parametrize("effect, sd, alpha", [(2.0, 3.0, 0.05), (1.0, 6.0, 0.05), (8.3, 6.0, 0.05 / 24),
+                                                (5.0, 0.5, 0.05), (-24.0, 20.0, 0.01)])
+def test_seeds_to_detect_matches_the_linear_search(effect, sd, alpha):
+    assert stats.seeds_to_detect(effect, sd, alpha) == _first_n_with_power(effect, sd, alpha)
+
+
+def test_seeds_to_detect_stops_at_its_cap():
+    assert stats.seeds_to_detect(0.2, 20.0) == stats.MAX_SEEDS == 10_000
+    assert stats.verdict(-30.0, 30.0, 0.2, n=6, sd=20.0) == "inconclusive (10000+ seeds would decide)"
 
 
 def test_inconclusive_says_how_many_seeds_would_decide():
     r = stats.paired([3.0, -2.0, 4.0, 0.5], [0.0, 0.0, 0.0, 0.0], paper=3.0)
-    assert r["verdict"] == "inconclusive" and r["seeds_to_decide"] == stats.seeds_to_detect(3.0, r["sd"])
-    assert "seeds would decide" in stats.describe(r | {"comparison": "a − b", "p_holm": 1.0})
+    n = _first_n_with_power(3.0, r["sd"], 0.05)
+    assert r["verdict"] == f"inconclusive ({n} seeds would decide)" and r["seeds_to_decide"] == n
+    assert "INCONCLUSIVE (" in stats.describe(r | {"comparison": "a − b", "p_holm": 1.0})
+
+
+def test_verdict_kind_is_the_head():
+    assert stats.verdict_kind("supported, paper size") == "supported"
+    assert stats.verdict_kind("inconclusive (7 seeds would decide)") == "inconclusive"
+    assert stats.verdict_kind("not tested: gin/fd failed") == "not tested"
+    with pytest.raises(ValueError, match="Not a verdict"):
+        stats.verdict_kind("SUPPORTED")
+
+
+# --------------------------------------------------------------------------- a notebook's family
 
 
 def _tidy() -> pd.DataFrame:
@@ -111,9 +225,149 @@ def test_compare_builds_one_row_per_group_and_claim_with_holm():
     assert list(table["comparison"]) == ["aisel − random", "random − native"] * 2
     first = stats.paired((A / 100 + 0.02) * 100, B, paper=8.3)
     assert table.loc[0, "mean"] == pytest.approx(first["mean"]) and table.loc[0, "high"] == pytest.approx(first["high"])
-    np.testing.assert_allclose(table["p_holm"], stats.holm(table["p_t"]))
     assert table.loc[1, "paper"] == 7.8 and np.isnan(table.loc[3, "paper"])  # no paper number for pneumonia
-    assert table.loc[1, "verdict"] == "supported" and table.loc[1, "mean"] == pytest.approx(1.0)
+    # random − native is +1.0 at every seed: zero spread, not decided, outside the family of the two other rows
+    assert list(table["verdict"][[1, 3]]) == ["not decided: zero spread of the differences"] * 2
+    assert table.loc[1, "mean"] == pytest.approx(1.0)
+    np.testing.assert_allclose(table["p_holm"][[0, 2]], stats.holm(table["p_t"][[0, 2]]))
+    assert table["p_holm"][[1, 3]].isna().all()
+    assert set(table["fw_method"]) == {"Bonferroni, m = 2"} and table.attrs["family"] == 2
+
+
+def _family() -> pd.DataFrame:
+    """Six seeds of one dataset; vs z: a is +2.86 se (unadjusted supported, family-wise not), b far above, c + 1."""
+    d1 = np.array([1.0, 3.0, 0.0, 2.5, 4.0, 0.5])
+    d2 = np.array([5.0, 6.0, 5.5, 7.0, 6.5, 6.0])
+    rows = []
+    for seed in range(6):
+        z = 0.5 + 0.01 * seed
+        for arm, v in (("z", z), ("a", z + d1[seed] / 100), ("b", z + d2[seed] / 100), ("c", z + 0.01)):
+            rows.append({"dataset": "ds", "arm": arm, "seed": seed, "metric": "accuracy", "value": v})
+    return pd.DataFrame(rows), d1, d2
+
+
+def test_compare_verdicts_come_from_the_bonferroni_interval_over_the_decided_rows():
+    df, d1, d2 = _family()
+    table = stats.compare(df, [stats.Claim("a", "z", 3.0), stats.Claim("b", "z", 2.0), stats.Claim("c", "z", 8.3)])
+    a, b, c = (table.iloc[i] for i in range(3))
+    assert c["verdict"] == "not decided: zero spread of the differences"  # not in the family: m = 2
+    assert table.attrs["fw_method"] == "Bonferroni, m = 2" and set(table["fw_method"]) == {"Bonferroni, m = 2"}
+    assert (a["low_fw"], a["high_fw"]) == pytest.approx(_bonferroni(d1, 2))
+    assert (b["low_fw"], b["high_fw"]) == pytest.approx(_bonferroni(d2, 2))
+    unadjusted = st.ttest_1samp(d1, 0.0).confidence_interval(0.95)
+    assert (a["low"], a["high"]) == pytest.approx(unadjusted)
+    assert a["low"] > 0 > a["low_fw"]  # the premise: at 95 % alone this row would read "supported"
+    n = _first_n_with_power(3.0, d1.std(ddof=1), 0.025)  # [-0.19, +3.86] contains +3
+    assert a["verdict"] == f"inconclusive ({n} seeds would decide)" and a["seeds_to_decide"] == n
+    assert b["verdict"] == "supported, larger than the paper's"  # [+5.09, +6.91] family-wise, paper +2
+    # family = 10 rows of a notebook: the width at m = 10
+    wide = stats.compare(df, [stats.Claim("a", "z", 4.0)], family=10)
+    assert (wide.loc[0, "low_fw"], wide.loc[0, "high_fw"]) == pytest.approx(_bonferroni(d1, 10))
+    assert wide.loc[0, "fw_method"] == "Bonferroni, m = 10"
+    with pytest.raises(ValueError, match="smaller than the 2 decided rows"):
+        stats.compare(df, [("a", "z"), ("b", "z")], family=1)
+
+
+def test_one_family_joins_tables():
+    df, d1, d2 = _family()
+    auc = df.assign(metric="auc")
+    joined = stats.one_family(stats.compare(df, [("a", "z"), ("c", "z")]), stats.compare(auc, [("b", "z")],
+                                                                                            metric="auc"))
+    assert list(joined["comparison"]) == ["a − z", "c − z", "b − z"] and joined.attrs["family"] == 2
+    assert (joined.loc[0, "low_fw"], joined.loc[0, "high_fw"]) == pytest.approx(_bonferroni(d1, 2))
+    assert joined.loc[0, "verdict"] == "inconclusive" and joined.loc[1, "verdict"].startswith("not decided")
+    assert joined.loc[2, "verdict"] == "supported"
+    np.testing.assert_allclose(joined["p_holm"][[0, 2]], stats.holm(joined["p_t"][[0, 2]]))
+
+
+def test_every_difference_zero_at_two_seeds_is_not_decided():
+    # the smoke profile: two seeds, every classifier single-class, so both arms score the same
+    rows = [{"dataset": "mnist", "arm": arm, "seed": s, "metric": "accuracy", "value": 0.1}
+            for arm in ("aisel", "random") for s in (0, 1)]
+    table = stats.compare(pd.DataFrame(rows), [("aisel", "random", 8.3)])
+    word = table.loc[0, "verdict"]
+    assert word.startswith("not decided:") and table.attrs["family"] == 0
+    text = stats.describe(table.iloc[0])
+    assert "NOT DECIDED" in text and "EXCLUDED" not in text and "[" not in text
+    assert not any(w in text for w in ("smaller", "larger", "paper size"))
+
+
+def test_degenerate_runs_are_not_decided():
+    df = _tidy()
+    flags = df.assign(metric="single_class", value=1.0)
+    both = stats.compare(pd.concat([df, flags]), [("aisel", "random", 8.3)])  # read from results
+    assert list(both["verdict"]) == ["not decided: every classifier predicted one class"] * 2
+    one_good = flags.assign(value=np.where((flags.arm == "random") & (flags.seed == 3), 0.0, 1.0))
+    some = stats.compare(pd.concat([df, one_good]), [("aisel", "random", 8.3)])
+    assert not some["verdict"].str.startswith("not").any() and some.attrs["family"] == 2
+    series = (flags.assign(value=flags["dataset"] == "mnist").set_index(["dataset", "arm", "seed"])["value"])
+    given = stats.compare(df, [("aisel", "random", 8.3)], degenerate=series)
+    assert given.loc[0, "verdict"].startswith("not decided") and not given.loc[1, "verdict"].startswith("not")
+    off = stats.compare(pd.concat([df, flags]), [("aisel", "random", 8.3)], degenerate=False)
+    assert not off["verdict"].str.startswith("not").any()
+
+
+def _instruments(rows) -> pd.DataFrame:
+    return pd.DataFrame([{"instrument": i, "dataset": d, "seed": s, "check": c, "value": 0.5, "threshold": 0.7,
+                          "passed": p} for i, d, s, c, p in rows])
+
+
+def test_failed_gates_make_claims_not_tested():
+    df = _tidy()
+    gates = _instruments([("gin", "mnist", 0, "fd_gap_closed", True), ("gin", "mnist", 1, "fd_gap_closed", False),
+                          ("gin", "pneumonia", 0, "fd_gap_closed", True), ("oracle", np.nan, 0, "accuracy", True)])
+    claims = [stats.Claim("aisel", "random", 8.3, instruments=("gin", "oracle")), stats.Claim("aisel", "native")]
+    table = stats.compare(df, claims, instruments=gates)
+    assert table.loc[0, "verdict"] == "not tested: gin/fd_gap_closed failed"  # mnist: seed 1's gate failed
+    assert not table.loc[[1, 2, 3], "verdict"].str.startswith("not").any()  # pneumonia passed; claim 2 names none
+    assert table.attrs["family"] == 3 and np.isnan(table.loc[0, "p_holm"])
+    assert "NOT TESTED: gin/fd_gap_closed failed" in stats.describe(table.iloc[0])
+    everywhere = _instruments([("gin", "all", 0, "coverage", "False")])  # as read back from a CSV
+    table = stats.compare(df, claims[:1], instruments=everywhere)
+    assert list(table["verdict"]) == ["not tested: gin/coverage failed, oracle not measured"] * 2
+    with pytest.raises(ValueError, match="instruments lacks"):
+        stats.compare(df, claims, instruments=gates.drop(columns="passed"))
+
+
+def test_pooled_averages_settings_within_each_seed():
+    # two settings share each seed's model: a seed-level shift moves both; the seed is the unit
+    rng = np.random.default_rng(0)
+    shift, rows = rng.normal(0, 3, 6), []
+    for setting, gain in (("pneu@1%", 2.0), ("pneu@10%", 1.0)):
+        for seed in range(6):
+            base = 0.7 + 0.01 * seed
+            a = base + (gain + shift[seed] + rng.normal(0, 0.5)) / 100
+            rows += [{"dataset": setting, "arm": "tsynd", "seed": seed, "metric": "accuracy", "value": a},
+                     {"dataset": setting, "arm": "baseline", "seed": seed, "metric": "accuracy", "value": base}]
+    rows.append({"dataset": "pneu@1%", "arm": "tsynd", "seed": 6, "metric": "accuracy", "value": 0.9})
+    rows.append({"dataset": "pneu@1%", "arm": "baseline", "seed": 6, "metric": "accuracy", "value": 0.8})
+    df = pd.DataFrame(rows)
+    wide = df.pivot_table(index=["seed", "dataset"], columns="arm", values="value")
+    d = ((wide["tsynd"] - wide["baseline"]) * 100).unstack("dataset").dropna()  # seed 6 lacks a setting
+    per_seed = d.mean(axis=1).to_numpy()
+    table = stats.pooled(df, [stats.Claim("tsynd", "baseline", 2.0)], over="dataset")
+    r = table.iloc[0]
+    assert r["n"] == 6 and r["dataset"] == "pooled" and r["settings"] == "pneu@1%, pneu@10%"
+    assert r["mean"] == pytest.approx(per_seed.mean()) and r["sd"] == pytest.approx(per_seed.std(ddof=1))
+    assert (r["low"], r["high"]) == pytest.approx(st.ttest_1samp(per_seed, 0.0).confidence_interval(0.95))
+    assert (r["low"], r["high"]) == pytest.approx(st.t.interval(0.95, 5, per_seed.mean(), st.sem(per_seed)))
+    assert r["p_t"] == pytest.approx(st.ttest_1samp(per_seed, 0.0).pvalue)
+    gates = _instruments([("autoencoder", "pneu@10%", 0, "label_ratio", False)])
+    untested = stats.pooled(df, [stats.Claim("tsynd", "baseline", instruments="autoencoder")], instruments=gates)
+    assert untested.loc[0, "verdict"] == "not tested: autoencoder/label_ratio failed"
+    with pytest.raises(ValueError, match="cannot also be"):
+        stats.pooled(df, [("tsynd", "baseline")], by="dataset")
+
+
+def test_describe_prints_both_intervals_and_the_verdict():
+    df, d1, d2 = _family()
+    table = stats.compare(df, [stats.Claim("a", "z", 4.0), stats.Claim("b", "z", 8.0)])
+    text = stats.describe(table.iloc[1])
+    low, high = st.ttest_1samp(d2, 0.0).confidence_interval(0.95)
+    fw = _bonferroni(d2, 2)
+    assert f"[{low:+.2f}, {high:+.2f}]" in text and f"family-wise [{fw[0]:+.2f}, {fw[1]:+.2f}]" in text
+    assert "(Bonferroni, m = 2)" in text and "SUPPORTED, smaller than the paper's" in text
+    assert "wins 6/6" in text
 
 
 def test_compare_errors_name_the_problem():

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from latentlab.repro import isolated_rng
+from latentlab.results import INSTRUMENT_COLUMNS
 from latentlab.utils import progress
 
 
@@ -126,6 +127,16 @@ def table(fn: Callable[[Any], list[dict]], tasks: Iterable[Any], **kwargs):
     import pandas as pd
 
     return pd.DataFrame([row for rows in run(fn, tasks, **kwargs) for row in rows])
+
+
+def tables(fn: Callable[[Any], list[dict]], tasks: Iterable[Any], **kwargs):
+    """`run` for tasks that return result rows and gate rows (`results.INSTRUMENT_COLUMNS`, told apart by their
+    `instrument` key) in one list: (results, instruments), two DataFrames in task order."""
+    import pandas as pd
+
+    rows = [row for rows in run(fn, tasks, **kwargs) for row in rows]
+    instruments = pd.DataFrame([r for r in rows if "instrument" in r], columns=INSTRUMENT_COLUMNS)
+    return pd.DataFrame([r for r in rows if "instrument" not in r]), instruments
 
 
 def _counted(bar, result):

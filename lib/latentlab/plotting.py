@@ -81,14 +81,16 @@ def summarise(df: pd.DataFrame, by: tuple[str, ...] = ("dataset", "arm", "metric
 
 
 VERDICT_COLORS = {"supported": "#1b9e77", "reversed": "#d95f02", "paper-size effect excluded": "#7570b3",
-                  "inconclusive": "0.45"}
+                  "inconclusive": "0.45", "not decided": "0.75", "not tested": "0.75"}  # by `stats.verdict_kind`
 
 
 def forest_plot(table: pd.DataFrame, *, by: str = "dataset", unit: str = "points", title: str | None = None,
                 width: float = 7.5) -> plt.Figure:
-    """Paired differences from `latentlab.stats.compare`: one row per comparison and group, the 95 % interval and its
-    mean, coloured by verdict; the zero line; the paper's effect as a red diamond where it gives one. One panel per
-    metric."""
+    """Paired differences from `latentlab.stats.compare`: one row per comparison and group, the 95 % interval (thick),
+    the family-wise one (thin) and the mean, coloured by verdict; the zero line; the paper's effect as a red diamond
+    where it gives one. One panel per metric."""
+    from latentlab.stats import verdict_kind
+
     metrics = list(dict.fromkeys(table["metric"]))
     n_rows = len(table) // len(metrics) if len(metrics) else 0
     fig, axes = plt.subplots(1, len(metrics), figsize=(width * (0.75 if len(metrics) > 1 else 1) * len(metrics),
@@ -97,17 +99,19 @@ def forest_plot(table: pd.DataFrame, *, by: str = "dataset", unit: str = "points
         part = table[table["metric"] == metric].reset_index(drop=True)
         ys = np.arange(len(part))[::-1]
         for y, (_, r) in zip(ys, part.iterrows()):
-            color = VERDICT_COLORS.get(r["verdict"], "k")
+            color = VERDICT_COLORS.get(verdict_kind(r["verdict"]), "k")
+            if "low_fw" in r:
+                ax.plot([r["low_fw"], r["high_fw"]], [y, y], color=color, lw=0.9)
             ax.plot([r["low"], r["high"]], [y, y], color=color, lw=2.2, solid_capstyle="butt")
             ax.plot(r["mean"], y, "o", color=color, ms=5)
             if r.get("paper") is not None and np.isfinite(r["paper"]):
                 ax.plot(r["paper"], y, "D", color="tab:red", ms=5, mfc="none", mew=1.5)
         ax.axvline(0, color="k", lw=0.8)
         ax.set_yticks(ys, [f"{r['comparison']}  |  {r[by]}" for _, r in part.iterrows()] if by in part else None)
-        ax.set(xlabel=f"paired difference ({unit}), 95 % interval", title=metric)
+        ax.set(xlabel=f"paired difference ({unit}), 95 % (thick) and family-wise interval", title=metric)
         ax.grid(axis="y", visible=False)
     handles = [plt.Line2D([], [], color=c, lw=2.2, marker="o", label=v) for v, c in VERDICT_COLORS.items()
-               if v in set(table["verdict"])]
+               if v in set(table["verdict"].map(verdict_kind))]
     if table.get("paper") is not None and table["paper"].notna().any():
         handles.append(plt.Line2D([], [], ls="none", marker="D", mfc="none", mew=1.5, color="tab:red",
                                   label="paper's effect"))

@@ -2,19 +2,47 @@
 
 Every arm of a seed shares the labelled subset, the classifier's initial weights and (per seed) the generative
 model, so two arms are compared by their per-seed differences d_s = a_s - b_s. For a claim "a beats b" we report the
-mean of d, its sd, the 95 % t-interval, the paired t-test and the Wilcoxon signed-rank test (scipy.stats), wins / n,
-Holm-adjusted p-values when a notebook tests several claims, and the minimum detectable effect: the true difference
-that n seeds with this spread would detect with 80 % power. The verdict compares the interval with zero **and with
-the paper's own effect size**, so "not significant" is never the end of the sentence:
+mean of d, its sd, the unadjusted 95 % t-interval (`low`, `high`), the paired t-test and the Wilcoxon signed-rank test
+(scipy.stats), wins / losses (seeds on the claimed / the other side of 0), the minimum detectable effect (the true
+difference that n seeds with this spread would detect with 80 % power, at the unadjusted level) and, over the
+notebook's family of claims, Holm-adjusted p-values and a family-wise interval.
 
-* ``supported``: the interval lies wholly on the claimed side of 0;
-* ``reversed``: it lies wholly on the other side;
-* ``paper-size effect excluded``: it spans 0 and lies wholly short of the paper's effect;
-* ``inconclusive``: it spans 0 and still contains the paper's effect (or the paper gives none); the table says how
-  many seeds would decide it.
+**Family-wise intervals (Bonferroni).** A notebook tests many claims at once; at 95 % each, one in twenty intervals
+misses its true difference, so some verdicts in a table of forty are wrong by construction. `compare` therefore
+computes for every row the paired t-interval at confidence 1 - alpha/m (`low_fw`, `high_fw`; the method is the column
+`fw_method` and `table.attrs["fw_method"]`, e.g. "Bonferroni, m = 12"): by Bonferroni's inequality all m intervals
+cover their true differences at once with probability at least 1 - alpha. m counts the rows of the table that are
+decided and tested (the rows below that read "not decided" / "not tested" are not in the family); `family=m`
+overrides it (a notebook that splits its family over several calls), and `one_family(t1, t2, ...)` joins tables into
+one family. **The verdict word comes from the family-wise interval**; `low` / `high` stay the unadjusted interval.
+`p_holm` is Holm's step-down adjustment over the same rows (NaN outside the family).
 
-The claimed side is the sign of the paper's effect (positive when the paper gives none): a claim such as
-"Uniform sampling is far *below* Random" (paper: -24 points) is supported by an interval below 0.
+**Verdicts.** Write [lo, hi] for the family-wise interval and p for the paper's effect, both on the claimed side
+(times `direction`, so the claim reads "difference > 0"):
+
+* ``supported, smaller than the paper's``: 0 < lo and hi < p (real, but short of what the paper reports);
+* ``supported, paper size``: 0 < lo and lo <= p <= hi;
+* ``supported, larger than the paper's``: p < lo;
+* ``supported``: 0 < lo, and the paper gives no number;
+* ``reversed``: hi < 0;
+* ``paper-size effect excluded``: lo <= 0 <= hi < p (the paper's effect is ruled out, an effect of 0 is not);
+* ``inconclusive (N seeds would decide)``: the interval spans 0 and contains p; N is the number of seeds a paired
+  t-test at the family's level (alpha/m) needs to detect p with 80 % power given this spread (a planning number; it
+  can be below n when the mean fell short of p by chance). Plain ``inconclusive`` when the paper gives no number;
+* ``not decided: <reason>``: fewer than 3 seeds, zero spread of the differences (the interval collapses onto a point
+  and says nothing about how seeds vary), or every run of both arms degenerate (every classifier predicted one class:
+  the metric ``single_class`` of the results, or `compare`'s ``degenerate=``);
+* ``not tested: <instrument>/<check> failed``: the claim relies on instruments (`Claim.instruments`) of which a
+  quality gate failed on that dataset (`compare`'s ``instruments=``, the table of `latentlab.gates`).
+
+The claimed side is `Claim.direction`, else the sign of the paper's effect, else +1: a claim such as "Uniform sampling
+is far *below* Random" (paper: -24 points) is supported by an interval below 0. A direction that contradicts the
+paper's own sign raises (a paper effect of 0 goes with either).
+
+**Settings that share models (`pooled`).** Settings of one seed (02's three label fractions of PneumoniaMNIST) share
+that seed's generative model, so setting x seed pairs are not independent: the seed is the unit. `pooled` averages
+the per-setting differences within each seed first (equal weight per setting; a seed counts when it has both arms in
+every setting), then takes the paired interval over seeds: a stratified estimate whose n is the number of seeds.
 """
 
 from __future__ import annotations
@@ -27,29 +55,59 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+KINDS = ("supported", "reversed", "paper-size effect excluded", "inconclusive", "not decided", "not tested")
+MIN_SEEDS = 3  # fewer seeds than this give "not decided"
+MAX_SEEDS = 10_000  # seeds_to_detect searches no further ("10000+ seeds would decide")
+
+
+def _number(x) -> float | None:
+    """A finite float, or None (for None, NaN and the like)."""
+    return None if x is None or not np.isfinite(float(x)) else float(x)
+
+
+def _check_side(paper, direction: int, where: str = "") -> None:
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be +1 or -1; got {direction}.")
+    p = _number(paper)
+    if p is not None and p * direction < 0:
+        raise ValueError(f"direction {direction:+d} disagrees with the paper's effect {p:+g}{where}: the claimed side "
+                         "is the side of the paper's effect (a paper effect of 0 goes with either direction).")
+
 
 @dataclass(frozen=True)
 class Claim:
-    """'a beats b' (a - b > 0), or with a negative `paper` effect 'a is below b'.
+    """'a beats b' (a - b > 0), or with a negative `paper` effect or direction=-1 'a is below b'.
 
     paper: the paper's effect in the units of the comparison (points of accuracy by default), one number or
     {dataset: number}; None when the paper gives no number (then only the sign of `direction` is tested).
+    direction: +1 or -1, the claimed side; by default the sign of the paper's effect, else +1. An explicit direction
+    that disagrees with the sign of a paper effect raises ValueError.
+    instruments: the instruments (names in `latentlab.gates` tables) the claim relies on; a failed gate of one of
+    them makes the claim "not tested" (see `compare`).
     """
 
     a: str
     b: str
     paper: float | dict | None = None
-    direction: int | None = None  # +1 or -1; default: the sign of the paper's effect, else +1
+    direction: int | None = None
+    instruments: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        names = (self.instruments,) if isinstance(self.instruments, str) else tuple(self.instruments)
+        object.__setattr__(self, "instruments", names)
+        if self.direction is None:
+            return
+        effects = self.paper.items() if isinstance(self.paper, dict) else [(None, self.paper)]
+        for key, effect in effects:
+            _check_side(effect, self.direction, f" in Claim {self.name}" + (f" at {key!r}" if key is not None else ""))
 
     def paper_for(self, dataset) -> float | None:
         return self.paper.get(dataset) if isinstance(self.paper, dict) else self.paper
 
     def sign(self, dataset=None) -> int:
         if self.direction is not None:
-            if self.direction not in (1, -1):
-                raise ValueError(f"direction must be +1 or -1; got {self.direction}.")
             return self.direction
-        paper = self.paper_for(dataset)
+        paper = _number(self.paper_for(dataset))
         return -1 if paper is not None and paper < 0 else 1
 
     @property
@@ -93,45 +151,120 @@ def minimum_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: flo
     return float(optimize.brentq(lambda e: power_paired(e, sd, n, alpha) - power, 0.0, upper, xtol=1e-12 * upper))
 
 
-def seeds_to_detect(effect: float, sd: float, alpha: float = 0.05, power: float = 0.8, max_n: int = 10_000) -> int:
-    """The fewest paired seeds that detect a true difference `effect` with this power, given the spread sd."""
+def seeds_to_detect(effect: float, sd: float, alpha: float = 0.05, power: float = 0.8, max_n: int = MAX_SEEDS) -> int:
+    """The fewest paired seeds that detect a true difference `effect` with this power, given the spread sd (max_n
+    when even max_n do not). The power grows with n, so a doubling search and bisection find it."""
     if effect == 0 or not np.isfinite(sd):
         return -1
-    for n in range(2, max_n + 1):
-        if power_paired(effect, sd, n, alpha) >= power:
-            return n
-    return max_n
+
+    def enough(n: int) -> bool:
+        return power_paired(effect, sd, n, alpha) >= power
+
+    high = 2
+    while not enough(high):
+        if high >= max_n:
+            return max_n
+        high = min(2 * high, max_n)
+    low = high // 2  # not enough (or below 2 seeds)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
 
 
 # --------------------------------------------------------------------------- one comparison
 
 
-def verdict(low: float, high: float, paper: float | None = None, direction: int = 1) -> str:
-    """The verdict word for an interval [low, high] of a - b (see the module docstring)."""
-    if direction not in (1, -1):
-        raise ValueError(f"direction must be +1 or -1; got {direction}.")
+def t_interval(mean: float, sd: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The t-interval of a mean of n paired differences with this sd (collapsed onto the mean when sd is 0)."""
+    if n < 2 or not np.isfinite(sd):
+        return float("nan"), float("nan")
+    if sd == 0:
+        return float(mean), float(mean)
+    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sd / math.sqrt(n))
+    return float(low), float(high)
+
+
+def _seeds_to_decide(paper, direction: int, sd, alpha: float, power: float) -> int:
+    """Seeds that would detect the paper's effect on the claimed side; -1 without a (nonzero) paper effect."""
+    p, sd = _number(paper), _number(sd)
+    return -1 if p is None or p == 0 or sd is None else seeds_to_detect(direction * p, sd, alpha, power)
+
+
+def verdict(low: float, high: float, paper: float | None = None, direction: int = 1, *, n: int | None = None,
+            sd: float | None = None, degenerate: bool = False, failed: str | None = None, alpha: float = 0.05,
+            power: float = 0.8) -> str:
+    """The verdict for an interval [low, high] of a - b (see the module docstring for every word).
+
+    [low, high] is the interval that decides (in `compare`, the family-wise one, at level alpha = 0.05 / m). The
+    checks that come first, when their arguments are given: `failed` (a failed gate: "not tested: <failed>"), then
+    `degenerate`, fewer than 3 seeds (`n`) and zero spread (`sd`): "not decided: <reason>". `sd`, `alpha` and
+    `power` also give N in "inconclusive (N seeds would decide)".
+    """
+    _check_side(paper, direction)
+    if failed:
+        return f"not tested: {failed}"
+    if degenerate:
+        return "not decided: every classifier predicted one class"
+    if n is not None and n < MIN_SEEDS:
+        return f"not decided: fewer than {MIN_SEEDS} seeds (n = {n})"
+    if sd is not None and sd == 0:
+        return "not decided: zero spread of the differences"
     if not (np.isfinite(low) and np.isfinite(high)):
-        return "inconclusive"
+        return "not decided: no finite interval"
     lo, hi = sorted((direction * low, direction * high))  # on the claimed side, the claim reads "difference > 0"
+    p = None if _number(paper) is None else direction * float(paper)
     if lo > 0:
-        return "supported"
+        if p is None:
+            return "supported"
+        return ("supported, smaller than the paper's" if hi < p else "supported, larger than the paper's" if lo > p
+                else "supported, paper size")
     if hi < 0:
         return "reversed"
-    if paper is not None and hi < direction * paper:
+    if p is not None and hi < p:
         return "paper-size effect excluded"
-    return "inconclusive"
+    decide = _seeds_to_decide(paper, direction, sd, alpha, power)
+    if decide <= 0:
+        return "inconclusive"
+    return f"inconclusive ({decide}{'+' if decide >= MAX_SEEDS else ''} seeds would decide)"
+
+
+def verdict_kind(word: str) -> str:
+    """The head of a verdict, one of KINDS ('supported, paper size' -> 'supported', 'not tested: x' -> 'not tested')."""
+    for kind in KINDS:
+        if str(word).startswith(kind):
+            return kind
+    raise ValueError(f"Not a verdict of latentlab.stats: {word!r}.")
 
 
 def _versus_paper(low: float, high: float, paper: float | None, direction: int) -> str:
-    if paper is None or not (np.isfinite(low) and np.isfinite(high)):
+    if _number(paper) is None or not (np.isfinite(low) and np.isfinite(high)):
         return ""
     lo, hi, p = *sorted((direction * low, direction * high)), direction * paper
     return "smaller than the paper's" if hi < p else "larger than the paper's" if lo > p else "paper's effect inside"
 
 
+def _at_family(r: dict, m: int, confidence: float, power: float, **reasons) -> dict:
+    """The family-wise columns of a row (n, mean, sd, paper, direction) in a family of m rows (Bonferroni)."""
+    alpha = (1 - confidence) / max(m, 1)
+    low, high = t_interval(r["mean"], r["sd"], r["n"], 1 - alpha)
+    word = verdict(low, high, r["paper"], r["direction"], n=r["n"], sd=r["sd"], alpha=alpha, power=power, **reasons)
+    kind = verdict_kind(word)
+    return {"low_fw": low, "high_fw": high, "verdict": word,
+            "seeds_to_decide": _seeds_to_decide(r["paper"], r["direction"], r["sd"], alpha, power)
+            if kind == "inconclusive" else -1,
+            "vs_paper": "" if kind.startswith("not") else _versus_paper(low, high, r["paper"], r["direction"]),
+            "fw_method": f"Bonferroni, m = {m}"}
+
+
 def paired(a: Sequence[float], b: Sequence[float], *, paper: float | None = None, direction: int | None = None,
-           confidence: float = 0.95, power: float = 0.8) -> dict:
-    """The paired comparison of two arms over the same seeds (a[i], b[i] from seed i)."""
+           confidence: float = 0.95, power: float = 0.8, family: int = 1, degenerate: bool = False,
+           failed: str | None = None) -> dict:
+    """The paired comparison of two arms over the same seeds (a[i], b[i] from seed i).
+
+    The verdict comes from the interval at confidence 1 - (1 - confidence) / family (`low_fw`, `high_fw`; with
+    family=1 the same as `low`, `high`); `degenerate` and `failed` as in `verdict`.
+    """
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"a and b must be 1-D and of equal length (one value per seed); got {a.shape}, {b.shape}.")
@@ -140,23 +273,19 @@ def paired(a: Sequence[float], b: Sequence[float], *, paper: float | None = None
     d, n = a - b, len(a)
     if n < 2:
         raise ValueError(f"A paired comparison needs at least 2 seeds with both arms; got {n}.")
-    direction = direction if direction is not None else (-1 if paper is not None and paper < 0 else 1)
+    direction = direction if direction is not None else (-1 if _number(paper) is not None and paper < 0 else 1)
+    _check_side(paper, direction)
     mean, sd = float(d.mean()), float(d.std(ddof=1))
-    if sd > 0:
-        test = stats.ttest_rel(a, b)
-        low, high = test.confidence_interval(confidence)
-        p_t = float(test.pvalue)
-    else:  # every seed gave the same difference: the interval collapses onto it
-        low = high = mean
-        p_t = 1.0 if mean == 0 else 0.0
+    if sd <= 1e-9 * max(1.0, abs(mean)):  # equal differences up to floating-point rounding: zero spread
+        sd = 0.0
+    low, high = t_interval(mean, sd, n, confidence)
+    p_t = float(stats.ttest_rel(a, b).pvalue) if sd > 0 else (1.0 if mean == 0 else 0.0)
     p_w = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
-    alpha = 1 - confidence
-    word = verdict(low, high, paper, direction)
-    decide = seeds_to_detect(paper, sd, alpha, power) if word == "inconclusive" and paper else -1
-    return {"n": n, "mean": mean, "sd": sd, "low": float(low), "high": float(high), "p_t": p_t, "p_wilcoxon": p_w,
-            "wins": int((d > 0).sum()), "losses": int((d < 0).sum()),
-            "mde": minimum_detectable_effect(sd, n, alpha, power), "paper": paper, "verdict": word,
-            "seeds_to_decide": decide, "vs_paper": _versus_paper(low, high, paper, direction)}
+    r = {"n": n, "mean": mean, "sd": sd, "low": low, "high": high, "low_fw": low, "high_fw": high, "p_t": p_t,
+         "p_wilcoxon": p_w, "wins": int((direction * d > 0).sum()), "losses": int((direction * d < 0).sum()),
+         "mde": minimum_detectable_effect(sd, n, 1 - confidence, power), "paper": paper, "direction": direction}
+    fw = _at_family(r, family, confidence, power, degenerate=degenerate, failed=failed)
+    return {**r, "low_fw": fw.pop("low_fw"), "high_fw": fw.pop("high_fw"), **fw}
 
 
 def holm(pvalues: Iterable[float]) -> np.ndarray:
@@ -173,57 +302,188 @@ def holm(pvalues: Iterable[float]) -> np.ndarray:
     return out
 
 
-# --------------------------------------------------------------------------- a notebook's table of claims
+# --------------------------------------------------------------------------- a notebook's family of claims
 
 
-def compare(results: pd.DataFrame, claims: Iterable[Claim | Sequence], *, metric: str | Sequence[str] = "accuracy",
-            by: str | Sequence[str] = "dataset", scale: float = 100.0, confidence: float = 0.95,
-            power: float = 0.8) -> pd.DataFrame:
-    """Paired comparisons of a tidy results table (dataset, arm, seed, metric, value): one row per group x claim x
-    metric, with Holm-adjusted p-values over all rows of the table.
+def one_family(*tables: pd.DataFrame, family: int | None = None, confidence: float = 0.95,
+               power: float = 0.8) -> pd.DataFrame:
+    """Tables of `compare` / `pooled` joined into one family: the family-wise intervals, verdicts and Holm p-values
+    recomputed over all their rows (m = the decided and tested rows, or `family`)."""
+    table = pd.concat(tables, ignore_index=True)
+    held = table["verdict"].astype(str).str.startswith("not ").to_numpy()
+    m = int((~held).sum()) if family is None else int(family)
+    if m < (~held).sum():
+        raise ValueError(f"family = {m} is smaller than the {(~held).sum()} decided rows of the table.")
+    columns = []
+    for r, out_of_family in zip(table.to_dict("records"), held):
+        r["paper"] = _number(r.get("paper"))
+        r.setdefault("direction", -1 if r["paper"] is not None and r["paper"] < 0 else 1)
+        fw = _at_family(r, m, confidence, power)
+        if out_of_family:  # the row keeps its reason
+            fw.update(verdict=r["verdict"], seeds_to_decide=-1, vs_paper="")
+        columns.append(fw)
+    out = table.copy()
+    for k, values in pd.DataFrame(columns, index=table.index).items():
+        out[k] = values
+    p_holm = np.full(len(out), np.nan)
+    p_holm[~held] = holm(out.loc[~held, "p_t"])
+    out["p_holm"] = p_holm
+    out.attrs.update(family=m, fw_method=f"Bonferroni, m = {m}")
+    return out
 
-    Differences are multiplied by `scale` (100: accuracy in points, the unit of the papers' tables; paper effects
-    are given in the same unit). Seeds are paired on `seed` within each group of `by`.
-    """
+
+def _pivot(df: pd.DataFrame, index: list[str], aggfunc: str = "first") -> pd.DataFrame:
+    return df.pivot_table(index=[*index, "seed"], columns="arm", values="value", aggfunc=aggfunc)
+
+
+def _flags(results: pd.DataFrame, degenerate, index: list[str]) -> pd.DataFrame | None:
+    """Per run (index + seed) x arm: 1 where the run is degenerate; None when nothing says so."""
+    if degenerate is False:
+        return None
+    if degenerate is None:
+        if "single_class" not in set(results["metric"]):
+            return None
+        degenerate = results[results["metric"] == "single_class"]
+    if isinstance(degenerate, pd.Series):
+        degenerate = degenerate.rename("value").reset_index()
+    missing = [c for c in [*index, "arm", "seed", "value"] if c not in degenerate.columns]
+    if missing:
+        raise ValueError(f"degenerate= lacks the columns {missing} (a tidy table of True / False per run).")
+    return _pivot(degenerate.assign(value=degenerate["value"].astype(float)), index, "min")  # degenerate if all are
+
+
+def _all_degenerate(flags: pd.DataFrame | None, runs: pd.Index, c: Claim) -> bool:
+    if flags is None or c.a not in flags.columns or c.b not in flags.columns or not len(runs):
+        return False
+    return bool((flags.reindex(runs)[[c.a, c.b]].fillna(0) > 0).all().all())
+
+
+def _passed(col: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        return col.astype(bool)
+    return col.astype(str).str.strip().str.lower().isin(["true", "1", "1.0"])  # read back from a CSV as text
+
+
+def _failed_gates(instruments: pd.DataFrame | None, names: tuple[str, ...], datasets: list | None) -> str | None:
+    """'<instrument>/<check> failed, ...' for the failed gates of the named instruments on these datasets (rows with
+    dataset NaN or 'all' count everywhere; datasets None: every row); an instrument without rows is 'not measured'."""
+    if instruments is None or not names:
+        return None
+    rows = instruments[instruments["instrument"].isin(names)]
+    if datasets is not None:
+        ds = rows["dataset"]
+        rows = rows[ds.isna() | (ds.astype(str) == "all") | ds.isin(datasets)]
+    bad = rows[~_passed(rows["passed"])]
+    words = [f"{i}/{check} failed" for i, check in dict.fromkeys(zip(bad["instrument"], bad["check"]))]
+    words += [f"{name} not measured" for name in names if name not in set(rows["instrument"])]
+    return ", ".join(words) or None
+
+
+def _table(results, claims, *, metric="accuracy", by="dataset", over=None, label="pooled", scale=100.0,
+           confidence=0.95, power=0.8, family=None, degenerate=None, instruments=None) -> pd.DataFrame:
     claims = [as_claim(c) for c in claims]
     metrics = [metric] if isinstance(metric, str) else list(metric)
     by = [by] if isinstance(by, str) else list(by)
-    missing = [c for c in [*by, "arm", "seed", "metric", "value"] if c not in results.columns]
+    if over is not None and over in by:
+        raise ValueError(f"Pooling over {over!r}: it cannot also be a column of by = {by}.")
+    index = [*by, *([over] if over else [])]
+    missing = [c for c in [*index, "arm", "seed", "metric", "value"] if c not in results.columns]
     if missing:
         raise ValueError(f"results lacks the columns {missing}.")
+    if instruments is not None:
+        lacks = [c for c in ("instrument", "dataset", "check", "passed") if c not in instruments.columns]
+        if lacks:
+            raise ValueError(f"instruments lacks the columns {lacks} (see latentlab.gates.COLUMNS).")
+    flags = _flags(results, degenerate, index)
     rows = []
     for m in metrics:
         part = results[results["metric"] == m]
         if part.empty:
             raise ValueError(f"No results for metric {m!r}; metrics present: {sorted(results['metric'].unique())}.")
-        wide = part.pivot_table(index=[*by, "seed"], columns="arm", values="value", aggfunc="first")
-        for group, g in wide.groupby(level=list(range(len(by))), sort=False):
+        wide = _pivot(part, index)
+        for group, g in (wide.groupby(level=list(range(len(by))), sort=False) if by else [((), wide)]):
             group = group if isinstance(group, tuple) else (group,)
-            key = group[0] if len(by) == 1 else group
             for c in claims:
                 if c.a not in g.columns or c.b not in g.columns:
                     continue
-                paper = c.paper_for(key)
-                r = paired(g[c.a].to_numpy() * scale, g[c.b].to_numpy() * scale, paper=paper, direction=c.sign(key),
-                           confidence=confidence, power=power)
-                rows.append({**dict(zip(by, group)), "comparison": c.name, "metric": m, **r})
+                runs = g[[c.a, c.b]].dropna()
+                where = dict(zip(by, group))
+                datasets = [where["dataset"]] if "dataset" in where else None
+                if over is None:
+                    key, x = (group[0] if len(by) == 1 else group), runs
+                else:  # the per-seed mean over settings; a seed counts when it has both arms in every setting
+                    settings = list(dict.fromkeys(runs.index.get_level_values(over)))
+                    per_seed = runs.groupby(level="seed").size()
+                    runs = runs[(per_seed.reindex(runs.index.get_level_values("seed")) == len(settings)).to_numpy()]
+                    key, x = ((*group, label) if by else label), runs.groupby(level="seed", sort=False).mean()
+                    where |= {over: label, "settings": ", ".join(map(str, settings))}
+                    datasets = settings if over == "dataset" else datasets
+                r = paired(x[c.a].to_numpy() * scale, x[c.b].to_numpy() * scale, paper=c.paper_for(key),
+                           direction=c.sign(key), confidence=confidence, power=power,
+                           degenerate=_all_degenerate(flags, runs.index, c),
+                           failed=_failed_gates(instruments, c.instruments, datasets))
+                rows.append({**where, "comparison": c.name, "metric": m, **r})
     if not rows:
         raise ValueError("No claim matched the arms of the results table.")
     table = pd.DataFrame(rows)
-    table.insert(table.columns.get_loc("p_wilcoxon") + 1, "p_holm", holm(table["p_t"]))
-    return table
+    table.insert(table.columns.get_loc("p_wilcoxon") + 1, "p_holm", np.nan)
+    return one_family(table, family=family, confidence=confidence, power=power)
+
+
+def compare(results: pd.DataFrame, claims: Iterable[Claim | Sequence], *, metric: str | Sequence[str] = "accuracy",
+            by: str | Sequence[str] = "dataset", scale: float = 100.0, confidence: float = 0.95, power: float = 0.8,
+            family: int | None = None, degenerate: pd.DataFrame | pd.Series | bool | None = None,
+            instruments: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Paired comparisons of a tidy results table (dataset, arm, seed, metric, value): one row per group x claim x
+    metric, with family-wise intervals, verdicts and Holm-adjusted p-values over the rows of the table (one family;
+    see the module docstring).
+
+    Differences are multiplied by `scale` (100: accuracy in points, the unit of the papers' tables; paper effects
+    are given in the same unit). Seeds are paired on `seed` within each group of `by`.
+    family: the family size m, when the notebook's family is larger than this table (default: the decided rows; p_holm
+    stays over this table's rows; `one_family` joins tables into one family instead).
+    degenerate: per run (the `by` columns, arm, seed, value True / False; or a boolean Series with that index) whether
+    it is degenerate; by default the metric `single_class` of `results` where present; False: no check. A row whose
+    every run of both arms is degenerate is "not decided".
+    instruments: the gates' table (instrument, dataset, seed, check, value, threshold, passed); a claim naming
+    instruments (`Claim.instruments`) is "not tested" when one of their rows on the row's dataset (or dataset NaN /
+    'all') failed, or when the table has no row of it. None: no gate is checked.
+    """
+    return _table(results, claims, metric=metric, by=by, scale=scale, confidence=confidence, power=power,
+                  family=family, degenerate=degenerate, instruments=instruments)
+
+
+def pooled(results: pd.DataFrame, claims: Iterable[Claim | Sequence], *, over: str = "dataset",
+           metric: str | Sequence[str] = "accuracy", by: str | Sequence[str] = (), label: str = "pooled",
+           **options) -> pd.DataFrame:
+    """Claims pooled over the settings in column `over` that share each seed's models: within each seed the
+    per-setting differences are averaged (equal weight per setting), then the paired interval is taken over seeds
+    (a stratified estimate; n is the number of seeds, never settings x seeds).
+
+    The rows carry `over` = `label` and `settings` (the settings pooled). A pooled row's paper effect is the claim's
+    number, or its dict's entry under `label` ((*group, label) with `by`). options: as `compare` (scale, confidence,
+    power, family, degenerate, instruments; gates are matched on the pooled datasets when over = 'dataset').
+    """
+    return _table(results, claims, metric=metric, by=by, over=over, label=label, **options)
 
 
 def describe(row: pd.Series | dict, unit: str = "pts") -> str:
-    """One sentence for a row of `compare`: the difference, its interval, the paper's effect and the verdict."""
+    """One sentence for a row of `compare`: the difference, its unadjusted and family-wise intervals, the paper's
+    effect and the verdict (a row not decided / not tested gets its mean, n and reason only)."""
     r = dict(row)
-    paper = f", paper {r['paper']:+.1f}" if r.get("paper") is not None and np.isfinite(r["paper"]) else ""
-    tail = ""
-    if r["verdict"] == "inconclusive":
-        tail = (f"; about {r['seeds_to_decide']} seeds would decide the paper's effect"
-                if r.get("seeds_to_decide", -1) > 0 else f"; effects under {r['mde']:.1f} {unit} are undetectable here")
-    return (f"{r['comparison']} = {r['mean']:+.2f} {unit} [{r['low']:+.2f}, {r['high']:+.2f}]{paper}: "
-            f"{r['verdict'].upper()} (n = {r['n']}, wins {r['wins']}/{r['n']}, t p = {r['p_t']:.3f}, "
+    paper = _number(r.get("paper"))
+    paper = f", paper {paper:+.1f}" if paper is not None else ""
+    word = str(r["verdict"])
+    kind = verdict_kind(word)
+    shout = kind.upper() + word[len(kind):]
+    if kind.startswith("not"):
+        return f"{r['comparison']} = {r['mean']:+.2f} {unit} (n = {r['n']}){paper}: {shout}"
+    fw = (f"; family-wise [{r['low_fw']:+.2f}, {r['high_fw']:+.2f}] ({r.get('fw_method', 'Bonferroni')})"
+          if "low_fw" in r else "")
+    tail = (f"; effects under {r['mde']:.1f} {unit} are undetectable here"
+            if kind == "inconclusive" and r.get("seeds_to_decide", -1) <= 0 else "")
+    return (f"{r['comparison']} = {r['mean']:+.2f} {unit} [{r['low']:+.2f}, {r['high']:+.2f}]{fw}{paper}: {shout} "
+            f"(n = {r['n']}, wins {r['wins']}/{r['n']}, t p = {r['p_t']:.3f}, "
             f"Holm p = {r.get('p_holm', float('nan')):.3f}, Wilcoxon p = {r['p_wilcoxon']:.3f}, "
             f"MDE {r['mde']:.1f} {unit}{tail})")
 

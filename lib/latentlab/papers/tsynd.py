@@ -45,7 +45,7 @@ STATEMENTS = (
 def _decided(per_setting: pd.DataFrame, comparison: str, metric: str) -> str:
     """The settings whose verdict on a comparison is not inconclusive, with their difference; '-' if none."""
     part = per_setting[(per_setting["comparison"] == comparison) & (per_setting["metric"] == metric)
-                       & (per_setting["verdict"] != "inconclusive")]
+                       & ~per_setting["verdict"].str.startswith(("inconclusive", "not "))]
     return "; ".join(f"{r['verdict']} at {r['dataset']} ({r['mean']:+.1f} [{r['low']:+.1f}, {r['high']:+.1f}])"
                      for _, r in part.iterrows()) or "-"
 
