@@ -323,3 +323,17 @@ def test_the_library_oracle_fits_the_duck_type():
     rows = gates.table(gates.reconstruction_gate(oracle, x[:16], y[:16], x[:16], **AT),
                        gates.sample_gate(oracle, x[:12], x[12:], n_classes=K, **AT))
     assert rows["value"].notna().all() and list(rows.columns) == gates.COLUMNS
+
+
+def test_classifier_convergence_pairs_each_retrained_seed_with_its_setting():
+    res = pd.DataFrame([{"dataset": "d", "arm": n, "seed": s, "metric": "val_accuracy", "value": v}
+                        for n, vals in ((20, [0.70, 0.80, 0.90]), (500, [0.900, 0.902, 0.904]))
+                        for s, v in enumerate(vals)])
+    doubled = pd.DataFrame([{"dataset": "d", "arm": 20, "seed": 0, "metric": "val_accuracy", "value": 0.75},
+                            {"dataset": "d", "arm": 500, "seed": 0, "metric": "val_accuracy", "value": 0.93}])
+    rows = {r["check"]: r for r in gates.classifier_convergence(res, doubled, setting="arm")}
+    small, large = rows["val_accuracy_change (arm = 20)"], rows["val_accuracy_change (arm = 500)"]
+    assert small["value"] == pytest.approx(0.05) and small["threshold"] == pytest.approx(0.1) and small["passed"]
+    assert large["value"] == pytest.approx(0.03) and large["threshold"] == pytest.approx(0.01) and not large["passed"]
+    with pytest.raises(ValueError, match="seed 3"):
+        gates.classifier_convergence(res, doubled.assign(seed=3))

@@ -219,3 +219,14 @@ def test_channels_last_gives_the_contiguous_numbers():
     repro.seed_everything(0)
     fitted = train.fit(SmallCNN(1, 2, width=8), (x, y), None, task="binary-class", epochs=1, batch_size=16)
     assert fitted.model.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_scaled_classifier_trains_twice_as_many_updates_whichever_budget_binds():
+    from latentlab.config import ClfConfig
+
+    clf = ClfConfig(arch="cnn", width=8, steps=300, min_epochs=20, batch=32, lr=1e-3, class_weight=None,
+                    monitor="accuracy", val_checks=5)
+    for n in (20, 4708):  # steps bind at 20 images (300 epochs of one batch), min_epochs at 4708 (20 of 148)
+        assert train.schedule(n, clf.scaled(2)).epochs == 2 * train.schedule(n, clf).epochs
+    # doubling the steps alone would leave the 4708-image schedule as it was: the gate would compare a run with itself
+    assert train.schedule(4708, clf.replace(steps=600)).epochs == train.schedule(4708, clf).epochs == 20

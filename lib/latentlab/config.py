@@ -136,6 +136,11 @@ class ClfConfig(Params):
     monitor: str            # validation metric that picks the kept model: loss, accuracy, auc, balanced_accuracy
     val_checks: int         # about this many validation checks to pick from
 
+    def scaled(self, factor: int) -> ClfConfig:
+        """The same classifier trained `factor` x longer: both budgets scale (updates and passes), since either can
+        be the one that sets the schedule. The convergence gate trains at `scaled(2)`."""
+        return self.replace(steps=factor * self.steps, min_epochs=factor * self.min_epochs)
+
 
 @dataclasses.dataclass(frozen=True)
 class OracleConfig(Params):

@@ -233,6 +233,25 @@ def converged_gate(value: float, value_more: float, *, instrument: str, dataset:
             row(**at, check=f"{check}_change", value=change, threshold=threshold, passed=change < threshold)]
 
 
+def classifier_convergence(results: pd.DataFrame, doubled: pd.DataFrame, *, metric: str = "val_accuracy",
+                           setting: str = "arm", tol: float = 0.01, instrument: str = "classifier") -> list[dict]:
+    """`converged_gate` for every classifier setting of a notebook: `results` are the grid's tidy rows (every seed),
+    `doubled` the rows of a few seeds re-trained at 2x the updates. Per (dataset, setting, re-trained seed): the
+    seed's `metric` at 1x and 2x, gated against max(tol, sd of `metric` over that setting's seeds). Checks are
+    named `<metric>[_2x|_change] (<setting> = <value>)`, so one table holds every setting."""
+    rows = []
+    for (dataset, value), more in doubled[doubled["metric"] == metric].groupby(["dataset", setting], sort=False):
+        base = results[(results["metric"] == metric) & (results["dataset"] == dataset) & (results[setting] == value)]
+        for seed, v2 in zip(more["seed"], more["value"]):
+            v1 = base.loc[base["seed"] == seed, "value"]
+            if v1.empty:
+                raise ValueError(f"No {metric} of seed {seed} at {setting} = {value} ({dataset}) in results.")
+            gate = converged_gate(float(v1.iloc[0]), float(v2), instrument=instrument, dataset=dataset, seed=seed,
+                                  check=metric, tol=tol, seed_sd=base["value"].std())
+            rows += [r | {"check": f"{r['check']} ({setting} = {value})"} for r in gate]
+    return rows
+
+
 # --------------------------------------------------------------------------- tables
 
 

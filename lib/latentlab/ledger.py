@@ -48,14 +48,17 @@ def claims(verdicts: pd.DataFrame, *, paper: str) -> pd.DataFrame:
         "instruments_ok": ~v["verdict"].astype(str).str.startswith("not tested")})[COLUMNS]
 
 
-def save(ledger: pd.DataFrame, instruments: pd.DataFrame, notebook: str) -> list[Path]:
-    """Write <figures>/<notebook>/claims.csv and instruments.csv (the gates' rows), refusing other columns."""
-    for name, df, cols in (("claims", ledger, COLUMNS), ("instruments", instruments, INSTRUMENT_COLUMNS)):
+def save(ledger: pd.DataFrame | None, instruments: pd.DataFrame, notebook: str) -> list[Path]:
+    """Write <figures>/<notebook>/claims.csv (unless ledger is None: a notebook without claims, such as 00) and
+    instruments.csv (the gates' rows), refusing other columns."""
+    tables = {"instruments": (instruments, INSTRUMENT_COLUMNS)} | (
+        {"claims": (ledger, COLUMNS)} if ledger is not None else {})
+    paths = []
+    for name, (df, cols) in sorted(tables.items()):
         if list(df.columns[:len(cols)]) != cols:
             raise ValueError(f"{name}.csv needs the columns {cols} first; got {list(df.columns)}.")
-    paths = [figure_dir(notebook) / "claims.csv", figure_dir(notebook) / "instruments.csv"]
-    ledger.to_csv(paths[0], index=False)
-    instruments.to_csv(paths[1], index=False)
+        paths.append(figure_dir(notebook) / f"{name}.csv")
+        df.to_csv(paths[-1], index=False)
     return paths
 
 

@@ -2,7 +2,8 @@
 
 One task is one (budget, seed): a stratified subset of that many training images, the shared classifier training
 scheme (`latentlab.train.fit_classifier`: at least CLF_STEPS updates and CLF_MIN_EPOCHS passes, balanced class
-weights, the best validation check kept), and the test metrics.
+weights, the best validation check kept), and the test metrics; plus the validation accuracy and AUC of the kept
+model, which the convergence gate compares with the same seed trained twice as long (`gates.classifier_convergence`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def run_seed(task: dict) -> list[dict]:
     train, val, test = (data.load_cached(cfg.curve_dataset, split) for split in data.SPLITS)
     subset = train.subset(data.stratified_subset(train.y, n, seed))
     fitted = fit_classifier(subset, val, cfg.clf, seed)
-    scores = evaluate(fitted.model, test, task=test.info.task) | {"epochs": len(fitted.history),
-                                                                  "best_epoch": fitted.best_epoch}
+    valid = evaluate(fitted.model, val, task=val.info.task)  # what the convergence gate compares at 1x and 2x
+    scores = evaluate(fitted.model, test, task=test.info.task) | {
+        "val_accuracy": valid["accuracy"], "val_auc": valid["auc"], "epochs": len(fitted.history),
+        "best_epoch": fitted.best_epoch}
     return results.rows(cfg.curve_dataset, n, seed, scores)
