@@ -25,17 +25,19 @@ from latentlab.experiments import budget
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "00_setup_and_data.ipynb"
 
 
-def profile() -> dict:
+def config() -> budget.Config:
+    """The notebook's default profile: its parameters cell, executed."""
     namespace: dict = {}
     exec("".join(json.loads(NOTEBOOK.read_text())["cells"][1]["source"]), namespace)
-    return grid.parameters(namespace)
+    return budget.Config.from_notebook(namespace)
 
 
-def run(workers: int, threads: int) -> pd.DataFrame:
-    budgets = [int(b) for b in sys.argv[1:]] or profile()["BUDGETS"]
-    tasks = grid.tasks(profile(), budget=budgets, seed=profile()["SEEDS"])
-    rows = grid.run(budget.run_budget, tasks, workers=workers, threads=threads, desc=f"{workers}w x {threads}t")
-    return pd.DataFrame([r for rs in rows for r in rs]).set_index(["arm", "seed", "metric"])["value"]
+def run(workers: int, threads: int) -> pd.Series:
+    cfg = config()
+    budgets = [int(b) for b in sys.argv[1:]] or cfg.budgets
+    tasks = grid.tasks(cfg, budget=budgets, seed=cfg.seeds)
+    rows = grid.table(budget.run_seed, tasks, workers=workers, threads=threads, desc=f"{workers}w x {threads}t")
+    return rows.set_index(["arm", "seed", "metric"])["value"]
 
 
 if __name__ == "__main__":

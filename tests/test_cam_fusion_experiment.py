@@ -11,6 +11,8 @@ from latentlab import config, data
 from latentlab.experiments import cam_fusion as cam
 from latentlab.models import SmallCNN
 from latentlab.oracle import Oracle
+from latentlab.results import INSTRUMENT_COLUMNS
+from latentlab.utils import batched
 
 PARAMS = dict(DATASETS=["toy"], SEEDS=[0], ARMS=list(cam.ARMS), WORKERS=1, IMBALANCE={"toy": 10}, N_MAX={},
               N_TAIL=1, N_AUGMENT=6, AE_PRETRAINED=None, AE_SUBFOLDER=None, AE_IMAGE_SIZE=None, AE_LATENT=4,
@@ -102,8 +104,14 @@ def test_scores_split_average_precision_into_tail_and_overall():
     assert out["ap"] < 1 and out["single_class"] == 0.0
 
 
+def _split(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Result rows and gate rows of run_seed, as grid.tables splits them."""
+    return (pd.DataFrame([r for r in rows if "instrument" not in r]),
+            pd.DataFrame([r for r in rows if "instrument" in r]))
+
+
 def test_run_seed_gives_every_arm_and_the_quality_grid_and_reads_each_split_once(toy):
-    rows = pd.DataFrame(cam.run_seed({"cfg": TINY, "dataset": "toy", "seed": 0}))
+    rows, _ = _split(cam.run_seed({"cfg": TINY, "dataset": "toy", "seed": 0}))
     assert sorted(toy) == ["test", "train", "val"]
     clf = rows[rows["metric"] == "tail_ap"]
     assert sorted(clf["arm"]) == sorted(cam.ARMS) and clf["value"].between(0, 1).all()
@@ -139,6 +147,117 @@ def test_the_long_tailed_set_keys_the_models_and_other_parameters_do_not(toy, tm
 
 def test_a_rerun_from_the_model_cache_gives_the_same_rows(toy):
     task = {"cfg": TINY.replace(arms=("none", "cam-fusion+refine")), "dataset": "toy", "seed": 0}
-    fresh, cached = (pd.DataFrame(cam.run_seed(task)) for _ in range(2))  # trained, then loaded
+    (fresh, fresh_gates), (cached, cached_gates) = (_split(cam.run_seed(task)) for _ in range(2))  # trained, loaded
     timing = fresh["metric"].str.endswith("cpu_seconds")
     pd.testing.assert_frame_equal(fresh[~timing], cached[~timing])
+    pd.testing.assert_frame_equal(fresh_gates, cached_gates)
+
+
+# --------------------------------------------------------------------------- quality gates and kept checks
+
+
+def _gate(gates: pd.DataFrame, instrument: str, check: str) -> pd.Series:
+    row = gates[(gates["instrument"] == instrument) & (gates["check"] == check)]
+    assert len(row) == 1, (instrument, check)
+    return row.iloc[0]
+
+
+def test_held_out_images_are_fixed_stratified_draws_of_the_tail_and_of_all_classes():
+    test = _toy("test")  # 10 images per class
+    parts = cam.held_out(test, [1, 2], n=8)
+    assert parts["tail"].class_counts().tolist() == [0, 4, 4] and parts["all"].class_counts().sum() == 8
+    assert torch.equal(cam.held_out(test, [1, 2], n=8)["tail"].x, parts["tail"].x)  # the same draw every time
+    assert len(cam.held_out(test, [2])["tail"]) == 10  # at most n: all of them
+
+
+def test_run_seed_gates_every_instrument_on_its_own_models(toy):
+    results_df, g = _split(cam.run_seed({"cfg": TINY, "dataset": "toy", "seed": 0}))
+    assert set(g.columns) == set(INSTRUMENT_COLUMNS) and (g["dataset"] == "toy").all() and (g["seed"] == 0).all()
+    recon = {f"{p}_{c}" for p in ("tail", "all")
+             for c in ("oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse", "recon_mse")}
+    samples = {"oracle_accuracy_real_tail", "tail_agreement", "mean_confidence", "fd_model", "fd_floor",
+               "fd_ceiling", "fd_gap_closed"}  # no min_class_share: the samples are tail images by design
+    for instrument, checks in (("autoencoder_kl", recon), ("stage1", recon), ("fused", samples),
+                               ("refined", samples)):
+        assert set(g.loc[g["instrument"] == instrument, "check"]) == checks, instrument
+    # the reconstruction gate recomputed by hand from the seed's (cached) AutoencoderKL on the held-out images
+    s = cam.prepare(_toy("train"), 0, TINY)
+    tail = cam.held_out(_toy("test"), s.tail)["tail"]
+    mse = float(((batched(s.codec.forward, tail.x, 512) - tail.x) ** 2).mean())
+    assert _gate(g, "autoencoder_kl", "tail_recon_mse")["value"] == pytest.approx(mse, rel=1e-5)
+    mean_mse = float(((tail.x - tail.x.mean(0)) ** 2).mean())
+    assert _gate(g, "stage1", "tail_recon_mse")["threshold"] == pytest.approx(0.6 * mean_mse, rel=1e-5)
+    # the fused gate's agreement is the quality grid's 0-step tail fidelity (the same images); its threshold is
+    # 0.8 x the oracle's accuracy on the real held-out tail images (the autoencoder gate's real accuracy)
+    fidelity = results_df.query("arm == 'cam-fusion' and metric == 'tail_fidelity' and refine_steps == 0")["value"]
+    assert _gate(g, "fused", "tail_agreement")["value"] == pytest.approx(fidelity.item())
+    real = _gate(g, "autoencoder_kl", "tail_oracle_accuracy_real")["value"]
+    assert _gate(g, "fused", "oracle_accuracy_real_tail")["value"] == real
+    assert _gate(g, "refined", "tail_agreement")["threshold"] == pytest.approx(cam.AGREEMENT_RATIO * real)
+
+
+def test_sample_gate_rows_pass_and_fail_on_the_oracles_agreement():
+    class Judge:  # an oracle that calls every image with a bright top half class 1, the rest class 0
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 4), torch.nn.Linear(4, 2))
+
+        def label(self, x):
+            labels = (x[:, 0, :14].mean((1, 2)) > 0.5).long()
+            return labels, torch.ones(len(x))
+
+        def agreement(self, x, y):
+            return float((self.label(x)[0] == y).float().mean())
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(10, 1, 28, 28, generator=g) * 0.2
+    x[:7, :, :14] += 0.8  # 7 of 10 look like class 1
+    real = torch.rand(20, 1, 28, 28, generator=g)
+    rows = pd.DataFrame(cam.sample_gate_rows(Judge(), x, torch.ones(10, dtype=torch.long), real, 0.9, n_classes=2,
+                                             instrument="fused", dataset="d", seed=3))
+    agree = _gate(rows, "fused", "tail_agreement")
+    assert agree["value"] == pytest.approx(0.7) and agree["threshold"] == pytest.approx(0.72) and not agree["passed"]
+    rows = pd.DataFrame(cam.sample_gate_rows(Judge(), x, torch.ones(10, dtype=torch.long), real, 0.85, n_classes=2,
+                                             instrument="fused", dataset="d", seed=3))
+    assert _gate(rows, "fused", "tail_agreement")["passed"]  # 0.7 >= 0.8 x 0.85 = 0.68
+    assert "min_class_share" not in set(rows["check"]) and "fd_gap_closed" in set(rows["check"])
+
+
+def test_synthetic_arms_keep_no_model_from_before_their_first_synthetic_epoch(toy, monkeypatch):
+    rows, _ = _split(cam.run_seed({"cfg": TINY, "dataset": "toy", "seed": 0}))
+    kept = rows.pivot_table(index="arm", columns="metric", values="value").loc[list(cam.ARMS)]
+    assert kept["best_epoch"].notna().all() and kept["val_accuracy"].between(0, 1).all()
+    synthetic = kept.loc[list(cam.SYNTHETIC_ARMS)]
+    assert (synthetic["best_epoch"] >= synthetic["first_synthetic_epoch"]).all()
+    assert kept.loc[["none", "reweight"], "first_synthetic_epoch"].isna().all()
+    # a later first synthetic epoch reaches the training loop: no check (no kept model) before it
+    monkeypatch.setattr(cam, "FIRST_SYNTHETIC_EPOCH", 2)
+    clf = TINY.clf.replace(steps=24, val_checks=5)
+    ds = _toy("train")
+    late = cam.fit_arm(ds, _toy("val"), clf, 0, "cam-fusion")
+    assert min(late.schedule.val_epochs) == 2 and late.best_epoch >= 2
+    assert min(cam.fit_arm(ds, _toy("val"), clf, 0, "none").schedule.val_epochs) < 2
+
+
+def test_the_convergence_task_retrains_the_grids_none_run_at_twice_the_updates(toy):
+    rows, _ = _split(cam.run_seed({"cfg": TINY.replace(arms=("none",)), "dataset": "toy", "seed": 0}))
+    at_1x = rows.query("arm == 'none' and metric == 'val_accuracy'")["value"].item()
+    half = TINY.replace(clf=TINY.clf.replace(steps=TINY.clf.steps // 2))  # its 2x is the grid's budget
+    (row,) = cam.convergence_rows({"cfg": half, "dataset": "toy", "seed": 0})
+    assert (row["arm"], row["metric"], row["seed"]) == ("none", "val_accuracy_2x", 0) and row["value"] == at_1x
+
+
+def _val_rows(values: list[float], at_2x: float) -> pd.DataFrame:
+    rows = [{"dataset": "d", "arm": "none", "seed": s, "metric": "val_accuracy", "value": v}
+            for s, v in enumerate(values)]
+    rows.append({"dataset": "d", "arm": "none", "seed": 0, "metric": "val_accuracy_2x", "value": at_2x})
+    return pd.DataFrame(rows)
+
+
+def test_classifier_gate_tolerates_a_point_or_the_seed_sd_whichever_is_larger():
+    ok = pd.DataFrame(cam.classifier_gate(_val_rows([0.80, 0.82, 0.84], 0.815)))  # sd 0.02 > 0.01
+    change = _gate(ok, "classifier", "val_accuracy_change")
+    assert change["value"] == pytest.approx(0.015) and change["threshold"] == pytest.approx(0.02) and change["passed"]
+    bad = _gate(pd.DataFrame(cam.classifier_gate(_val_rows([0.80, 0.80, 0.80], 0.815))), "classifier",
+                "val_accuracy_change")  # no spread: one point alone
+    assert bad["threshold"] == pytest.approx(0.01) and not bad["passed"]
+    with pytest.raises(ValueError, match="val_accuracy_2x.*convergence_rows"):
+        cam.classifier_gate(_val_rows([0.8, 0.8], 0.8).iloc[:-1])

@@ -11,8 +11,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.neighbors import KNeighborsClassifier  # noqa: E402
 
-from latentlab import cache, data  # noqa: E402
+from latentlab import cache, data, gates, stats, train  # noqa: E402
 from latentlab.experiments import query_selection as qs  # noqa: E402
 from latentlab.models import autoencoder  # noqa: E402
 from latentlab.papers import query_selection as paper  # noqa: E402
@@ -26,7 +28,7 @@ PARAMS = dict(
     DATASET_ARMS={U: ["random", "vae/uniform"]}, WORKERS=1, POOL_SIZE=150, AE_LATENT=2, AE_WIDTH=2, AE_STEPS=2,
     AE_BATCH=32, AE_LR=0.01, TSNE_PERPLEXITY=5.0, TSNE_WEIGHT=10.0, THRESHOLD=0.25, N_CLUSTERS=3,
     ACCEPT="nearest", CLF_ARCH="cnn", CLF_WIDTH=2, CLF_STEPS=3, CLF_MIN_EPOCHS=1, CLF_BATCH=16, CLF_LR=0.002,
-    CLF_CLASS_WEIGHT=None, CLF_MONITOR="loss", CLF_VAL_CHECKS=10, N_TEST=40, UNBALANCED_REPLACE=20,
+    CLF_CLASS_WEIGHT=None, CLF_MONITOR="loss", CLF_VAL_CHECKS=10, N_TEST=40, N_VAL=30, UNBALANCED_REPLACE=20,
     UNBALANCED_SHIFT=2,
 )
 TINY = qs.Config.from_parameters(PARAMS)
@@ -158,22 +160,143 @@ def test_the_encoders_key_changes_with_each_encoder_parameter_and_the_pool(toy):
 # --------------------------------------------------------------------------- one seed end to end
 
 
+def _split(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(result rows, gate rows) of a task, as grid.tables splits them."""
+    gate = [r for r in rows if "instrument" in r]
+    return pd.DataFrame([r for r in rows if "instrument" not in r]), gates.table(gate)
+
+
 def test_run_seed_gives_every_arm_and_budget_its_rows_and_repeats_them(toy):
     task = {"cfg": TINY, "dataset": "mnist", "seed": 0}
-    rows = pd.DataFrame(qs.run_seed(task))
+    rows, inst = _split(qs.run_seed(task))
     assert list(rows.columns) == ["dataset", "arm", "seed", "metric", "value", "n_labelled", "encoder", "method"]
-    codes = rows[rows["method"] == "codes"]
-    assert sorted(codes["arm"]) == ["conv codes", "conv16 codes", "tsne codes", "vae codes"]
-    assert (codes["metric"] == "knn_accuracy").all() and (codes["n_labelled"] == 0).all()
-    runs = rows[rows["n_labelled"] > 0]
-    assert set(runs["arm"]) == set(PARAMS["ARMS"]) and len(runs) == 5 * 6
-    acc = runs[runs["metric"] == "accuracy"]["value"]
-    assert acc.between(0, 1).all()
-    assert (runs[runs["metric"] == "coverage"]["value"] <= 10).all()
-    pd.testing.assert_frame_equal(pd.DataFrame(qs.run_seed(task)), rows)  # cached encoders, seeded classifiers
-    unbalanced = pd.DataFrame(qs.run_seed(task | {"dataset": U}))
-    assert set(unbalanced["arm"]) == {"random", "vae/uniform", "vae codes"}
-    assert sorted(unbalanced["n_labelled"].unique()) == [0, 20, 30]
+    assert set(rows["arm"]) == set(PARAMS["ARMS"]) and len(rows) == 5 * 8 and (rows["n_labelled"] == 20).all()
+    acc = rows[rows["metric"] == "accuracy"]["value"]
+    assert acc.between(0, 1).all() and rows[rows["metric"] == "val_accuracy"]["value"].between(0, 1).all()
+    assert (rows[rows["metric"] == "coverage"]["value"] <= 10).all()
+    # No validation split: the kept model is the last epoch's (20 images, batch 16, 3 updates: 2 epochs).
+    last = train.schedule(20, TINY.clf).epochs - 1
+    assert last == 1 and (rows[rows["metric"] == "kept_epoch"]["value"] == last).all()
+    assert sorted(inst["instrument"].unique()) == ["ae-16d", "ae-2d", "pca-16d", "pca-2d", "tsne-2d", "vae-2d"]
+    assert (inst["check"] == "knn_accuracy").all() and inst["passed"].all() and inst["threshold"].isna().all()
+    again_rows, again_inst = _split(qs.run_seed(task))  # cached encoders, seeded classifiers
+    pd.testing.assert_frame_equal(again_rows, rows)
+    pd.testing.assert_frame_equal(again_inst, inst)
+    unbalanced, inst_u = _split(qs.run_seed(task | {"dataset": U}))
+    assert set(unbalanced["arm"]) == {"random", "vae/uniform"} and sorted(unbalanced["n_labelled"].unique()) == [20, 30]
+    assert sorted(inst_u["instrument"].unique()) == ["pca-2d", "vae-2d"]
+
+
+def test_the_code_gates_are_5nn_accuracies_of_validation_codes_beside_pca(toy):
+    """The gate rows against sklearn: a 5-NN classifier fitted on the pool's codes, scored on the validation codes
+    (the fixed N_VAL images), and the same on a 2-D PCA of the pixels."""
+    pool, _ = qs.seed_data("mnist", 0, TINY)
+    val = qs.val_set("mnist", TINY.n_val)
+    assert len(val) == 30 and torch.equal(val.x, data.fixed_subset(_toy_mnist("val"), 30).x)
+    view = qs.seed_view(pool, ["vae/normal"], TINY, 0)
+    rows = gates.table(qs.encoder_gates(view, val, "mnist", 0, TINY.ae_latent)).set_index("instrument")["value"]
+    z_val = autoencoder.encode_all(view.models["vae"], val.x).numpy()
+    knn = KNeighborsClassifier(5).fit(view.codes["vae"], pool.y.numpy()).score(z_val, val.y.numpy())
+    assert rows["vae-2d"] == pytest.approx(knn)
+    pca = PCA(2, random_state=0).fit(pool.x.flatten(1).numpy())
+    ref = KNeighborsClassifier(5).fit(pca.transform(pool.x.flatten(1).numpy()), pool.y.numpy())
+    assert rows["pca-2d"] == pytest.approx(ref.score(pca.transform(val.x.flatten(1).numpy()), val.y.numpy()))
+
+
+def test_instrument_names_follow_the_encoder_kind_and_code_size():
+    assert [qs.encoder_instrument(e) for e in ("conv", "vae", "tsne", "conv16")] == ["ae-2d", "vae-2d", "tsne-2d",
+                                                                                      "ae-16d"]
+    assert qs.encoder_instrument("vae", latent=3) == "vae-3d"
+    assert qs.instruments_of("ae-error", "random") == ("ae-2d", "classifier")  # AE-error ranks by the conv AE
+    assert qs.instruments_of("conv16/typiclust", "vae/typiclust") == ("ae-16d", "vae-2d", "classifier")
+    assert qs.instruments_of("stratified", "random") == ("classifier",)
+    with pytest.raises(ValueError, match="Unknown encoder"):
+        qs.encoder_instrument("pca")
+
+
+# --------------------------------------------------------------------------- convergence
+
+
+def test_the_doubled_task_trains_twice_as_long_on_the_first_seed(toy, monkeypatch):
+    cfg = TINY.replace(seeds=(3, 4), dataset_arms={U: ["random", "vae/uniform"]})
+    assert qs.doubled_tasks(cfg) == [{"cfg": cfg, "dataset": d, "seed": 3, "budget": 2} for d in ("mnist", U)]
+    once, twice = qs.encoder_config("vae", 150, cfg, 3), qs.encoder_config("vae", 150, cfg, 3, factor=2)
+    assert twice.epochs == 2 * once.epochs and vars(twice) | {"epochs": once.epochs} == vars(once)
+    assert cfg.clf.scaled(2).steps == 6 and cfg.clf.scaled(2).min_epochs == 2
+    # 20 images, batches of 16: 2 batches an epoch, so 3 updates take ceil(3 / 2) = 2 epochs and 6 take 3.
+    assert [train.schedule(20, c).epochs for c in (cfg.clf, cfg.clf.scaled(2))] == [2, 3]
+    # min_epochs doubles too: where it sets the schedule, doubling the updates alone would train no longer.
+    slow = cfg.clf.replace(min_epochs=10)
+    assert train.schedule(20, slow.scaled(2)).epochs == 20 == 2 * train.schedule(20, slow).epochs
+    epochs = []
+    real = autoencoder.train_autoencoder
+    monkeypatch.setattr(autoencoder, "train_autoencoder", lambda m, x, c, *a, **k: epochs.append(c.epochs) or
+                        real(m, x, c, *a, **k))
+    rows, inst = _split(qs.run_seed(qs.doubled_tasks(cfg)[1]))
+    assert epochs == [2 * once.epochs]  # the unbalanced pool's VAE, at twice its epochs
+    assert inst[["instrument", "dataset", "seed", "check"]].values.tolist() == [["vae-2d", U, 3, "knn_accuracy_2x"]]
+    assert rows[["arm", "metric", "n_labelled", "seed"]].values.tolist() == [
+        ["random", "val_accuracy_2x", 20, 3], ["random", "val_accuracy_2x", 30, 3]]
+
+
+def _gate_rows(values: dict) -> pd.DataFrame:
+    """Reported gate rows {(instrument, dataset, seed, check): value}."""
+    return gates.table([gates.row(i, d, s, c, v) for (i, d, s, c), v in values.items()])
+
+
+def _val_rows(values: dict, metric: str = "val_accuracy") -> pd.DataFrame:
+    """Random's result rows {(dataset, n, seed): value}."""
+    return pd.DataFrame([{"dataset": d, "arm": "random", "seed": s, "metric": metric, "value": v, "n_labelled": n}
+                         for (d, n, s), v in values.items()])
+
+
+def test_convergence_gates_by_hand():
+    inst = _gate_rows({("vae-2d", "mnist", 0, "knn_accuracy"): 0.50, ("vae-2d", "mnist", 1, "knn_accuracy"): 0.60,
+                       ("vae-2d", "mnist", 0, "knn_accuracy_2x"): 0.515,
+                       ("ae-2d", "mnist", 0, "knn_accuracy"): 0.70, ("ae-2d", "mnist", 0, "knn_accuracy_2x"): 0.705,
+                       ("tsne-2d", "mnist", 0, "knn_accuracy"): 0.80,  # never doubled
+                       ("pca-2d", "mnist", 0, "knn_accuracy"): 0.40})
+    results = pd.concat([_val_rows({("mnist", 100, 0): 0.80, ("mnist", 100, 1): 0.82, ("mnist", 100, 2): 0.84,
+                                    ("mnist", 1000, 0): 0.90, ("mnist", 1000, 1): 0.905, ("mnist", 1000, 2): 0.91}),
+                         _val_rows({("mnist", 100, 0): 0.815, ("mnist", 1000, 0): 0.93}, "val_accuracy_2x")])
+    out = qs.convergence_gates(results, inst).set_index(["instrument", "check"])
+    change = out.xs("knn_accuracy_change", level="check")
+    assert change.loc["vae-2d", "value"] == pytest.approx(0.015) and not change.loc["vae-2d", "passed"]
+    assert change.loc["ae-2d", "value"] == pytest.approx(0.005) and change.loc["ae-2d", "passed"]
+    assert np.isnan(change.loc["tsne-2d", "value"]) and not change.loc["tsne-2d", "passed"]  # not measured: fails
+    assert "pca-2d" not in change.index and (change["threshold"] == 0.01).all()
+    clf = out.loc["classifier"]
+    n100, n1000 = qs.classifier_check(100), qs.classifier_check(1000)
+    # n = 100: |0.815 - 0.80| = 0.015 < max(0.01, sd(0.80, 0.82, 0.84) = 0.02): passes on the seed spread.
+    assert clf.loc[f"{n100}_change", "threshold"] == pytest.approx(0.02) and clf.loc[f"{n100}_change", "passed"]
+    assert clf.loc[n100, "value"] == 0.80 and clf.loc[f"{n100}_2x", "value"] == 0.815
+    # n = 1000: |0.93 - 0.90| = 0.03 against max(0.01, 0.005): fails.
+    assert clf.loc[f"{n1000}_change", "value"] == pytest.approx(0.03) and not clf.loc[f"{n1000}_change", "passed"]
+    assert clf.loc[f"{n1000}_change", "threshold"] == 0.01 and (out["seed"] == 0).all()
+
+
+def _claim_results() -> pd.DataFrame:
+    """Three seeds of Random and VAE + Clustered Normal at n = 100 and 1000 on MNIST: the latter 5 +- 1 points up."""
+    rows = [{"dataset": "mnist", "arm": a, "seed": s, "metric": "accuracy", "n_labelled": n,
+             "value": 0.8 + (0.05 + 0.01 * (s - 1) if a != "random" else 0.0) + 0.02 * s}
+            for n in (100, 1000) for a in ("random", "vae/clustered-normal") for s in range(3)]
+    return pd.DataFrame(rows)
+
+
+def test_a_failed_gate_makes_its_claims_not_tested_and_the_classifiers_only_at_its_budget():
+    claims = [stats.Claim("vae/clustered-normal", "random", 2.0, instruments=qs.instruments_of("vae/clustered-normal"))]
+    ok = {("vae-2d", "mnist", 0, "knn_accuracy_change"): (0.005, True)}
+    clf = {(qs.classifier_check(100) + "_change"): (0.0, True), (qs.classifier_check(1000) + "_change"): (0.03, False)}
+    inst = gates.table([gates.row(i, d, s, c, v, 0.01, p) for (i, d, s, c), (v, p) in ok.items()]
+                       + [gates.row("classifier", "mnist", 0, c, v, 0.01, p) for c, (v, p) in clf.items()])
+    v = qs.verdicts(_claim_results(), claims, inst).set_index("n_labelled")["verdict"]
+    assert stats.verdict_kind(v[100]) == "supported"  # decided: m = 1, the n = 1000 row is out of the family
+    assert v[1000] == f"not tested: classifier/{qs.classifier_check(1000)}_change failed"
+    encoder_failed = inst.assign(passed=inst["instrument"] != "vae-2d")
+    v = qs.verdicts(_claim_results(), claims, encoder_failed)["verdict"]
+    assert v.str.startswith("not tested: vae-2d/knn_accuracy_change failed").all()
+    no_encoder = qs.verdicts(_claim_results(), claims, inst[inst["instrument"] == "classifier"])
+    assert no_encoder["verdict"].str.contains("vae-2d not measured").all()
 
 
 def test_select_arm_records_algorithm1s_draws():
@@ -224,6 +347,13 @@ def test_the_papers_claims_and_table_name_arms_the_experiment_runs():
         qs.parse_arm(claim.a), qs.parse_arm(claim.b)
     uniform = next(c for c in paper.CLAIMS if c.a == "vae/uniform")
     assert uniform.sign((U, 100)) == -1 and uniform.paper_for((U, 100)) == pytest.approx(35.3 - 76.6)
+    for claim in paper.CLAIMS:  # each rests on the encoders it samples from and on the classifier
+        assert claim.instruments == qs.instruments_of(claim.a, claim.b)
+    assert dict((c.name, c.instruments) for c in paper.CLAIMS)["ae-error − random"] == ("ae-2d", "classifier")
+    # The paper's own table puts t-SNE Clustered Normal below Random at unbalanced n = 100 (75.9 vs 76.6): the
+    # direction +1 is tested there without a paper number.
+    tsne = next(c for c in paper.CLAIMS if c.a == "tsne/clustered-normal")
+    assert tsne.paper_for((U, 100)) is None and tsne.sign((U, 100)) == 1 and tsne.paper_for(("mnist", 1000)) == 0.4
 
 
 # --------------------------------------------------------------------------- figures

@@ -387,3 +387,12 @@ def test_summary_and_degenerate_tables():
     flags = df[df.metric == "accuracy"].assign(metric="single_class", value=lambda d: (d.seed == 0) * 1.0)
     counts = stats.degenerate_runs(flags, arms=["aisel", "random"])
     assert counts.loc["mnist", "aisel"] == "1/6" and list(counts.columns) == ["aisel", "random"]
+
+
+def test_a_claim_with_many_failed_gates_names_the_first_two_and_counts_the_rest():
+    results = pd.DataFrame([{"dataset": "d", "arm": arm, "seed": s, "metric": "accuracy", "value": v + s / 10}
+                            for s in range(4) for arm, v in (("a", 0.6), ("b", 0.5))])
+    instruments = pd.DataFrame([{"instrument": "vae", "dataset": "d", "seed": 0, "check": f"c{i}", "value": 0.0,
+                                 "threshold": 1.0, "passed": False} for i in range(5)])
+    table = stats.compare(results, [stats.Claim("a", "b", instruments=("vae",))], instruments=instruments)
+    assert table["verdict"].iloc[0] == "not tested: vae/c0 failed, vae/c1 failed, 3 more"

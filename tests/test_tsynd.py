@@ -13,12 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from latentlab import cache, data, repro, train
+from latentlab import cache, data, gates, grid, repro, stats, train
 from latentlab.experiments import tsynd
 from latentlab.experiments.tsynd import LatentAugmenter
 from latentlab.metrics import mutual_information, predictive_entropy
 from latentlab.models import SmallCNN, mc_dropout
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, ConvVAE, build_autoencoder, train_autoencoder
+from latentlab.oracle import Oracle
+from latentlab.papers import tsynd as paper
 from latentlab.perturb import attack_batched, fgsm, pgd, standard_perturbations
 from latentlab.samplers.tsynd import latent_ascent, mc_probs, random_latent, synthesise
 
@@ -275,3 +277,141 @@ def test_autoencoder_key_follows_the_images_it_sees(tmp_path, monkeypatch):
     assert key("all", 0.1, 0) == key("all", 0.5, 0) != key("all", 0.1, 1)
     with pytest.raises(ValueError, match="AE_DATA"):
         key("everything", 0.1, 0)
+
+
+# --- issue 17: the instruments of notebook 02 and its one family of verdicts
+
+
+def _stub_oracle(name: str, cfg) -> Oracle:
+    """An untrained judge with the Oracle interface (run_seed's gates need .label and .model, not a good judge)."""
+    torch.manual_seed(0)
+    return Oracle(name, SmallCNN(1, 2, width=4).eval(), 0.9, 0.9, 0.7, "binary-class")
+
+
+def test_run_seed_returns_gate_rows_and_kept_checks(mirror, tmp_path, monkeypatch):
+    """At a tiny size: result rows with every run's kept check, then the seed's autoencoder gate (on the fixed
+    held-out test images) and the selection gate; no synthetic arm keeps a model from before its first synthetic
+    epoch although checks before it would exist (val_checks 6 over 8 epochs, synthesis from epoch 4)."""
+    monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(tsynd, "train_oracle", _stub_oracle)
+    cfg = _notebook_cfg()
+    cfg = cfg.replace(datasets=("breastmnist@10%",), seeds=(0,), arms=("baseline", "recon-only", "tsynd-mi"),
+                      ae_steps=5, ae_width=4, clf=cfg.clf.replace(width=4, steps=8, min_epochs=8, batch=64,
+                                                                  val_checks=6),
+                      start_fraction=0.5, ascent_steps=1, mc_samples=2, max_synthetic=16, regenerations=2,
+                      pgd_steps=1)
+    res, inst = grid.tables(tsynd.run_seed, tsynd.seed_tasks(cfg, {"breastmnist@10%": 0.1}), workers=1)
+    wide = res.pivot_table(index="arm", columns="metric", values="value").loc[list(cfg.arms)]
+    assert wide.loc[["recon-only", "tsynd-mi"], "first_synthetic_epoch"].tolist() == [4, 4]
+    assert (wide.loc[["recon-only", "tsynd-mi"], "best_epoch"] >= 4).all()
+    assert wide[["val_accuracy", "val_auc"]].notna().all().all() and np.isnan(wide.loc["baseline",
+                                                                                       "first_synthetic_epoch"])
+    assert list(inst.columns) == gates.COLUMNS and set(inst["dataset"]) == {"breastmnist@10%"}
+    assert inst["check"].tolist() == ["oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse",
+                                      "recon_mse", "kept_minus_first_synthetic_epoch"]
+    assert inst["instrument"].tolist() == ["autoencoder"] * 4 + ["classifier"]
+    held = data.fixed_subset(data.load_cached("breastmnist", "test"), tsynd.GATE_IMAGES).x
+    mse_mean = float(((held - held.mean(0)) ** 2).mean())  # by hand, on the same fixed test images
+    assert inst.set_index("check").loc["mean_image_mse", "value"] == pytest.approx(mse_mean, rel=1e-6)
+    margin = (wide.loc[["recon-only", "tsynd-mi"], "best_epoch"] - 4).min()
+    assert inst.set_index("check").loc["kept_minus_first_synthetic_epoch", ["value", "passed"]].tolist() == [
+        margin, True]
+
+
+def test_a_synthetic_arm_keeps_no_model_from_before_its_first_synthetic_epoch(monkeypatch):
+    """With a validation score that only falls, fit keeps its first check: without validate_from that is a model
+    trained on real images alone (the defect of issue 17), with fit_arm it is the first synthetic epoch or later."""
+    cfg = _notebook_cfg()
+    cfg = cfg.replace(clf=cfg.clf.replace(width=4, steps=10, min_epochs=10, batch=16, val_checks=10),
+                      start_fraction=0.3, regenerations=2, syn_ratio=0.5, ascent_steps=1, mc_samples=2)
+    calls = iter(range(1000))
+    monkeypatch.setattr(train, "validate", lambda *a, **k: {"val_loss": 0.0, "val_accuracy": 0.5, "val_auc":
+                                                           1 - next(calls) / 1000, "val_balanced_accuracy": 0.5})
+    labelled, val = _tiny(), _tiny(16, 1)
+
+    def aug():
+        return tsynd.augmenter(cfg, "tsynd-mi", ConvAutoencoder(1, 4, width=4), 1.0, labelled, 0.5, seed=0)
+
+    start = tsynd.first_synthetic_epoch(cfg, aug(), len(labelled))
+    assert start == 3
+    plain = train.fit_classifier(labelled, val, cfg.clf, 0, hooks=train.Hooks(synthetic=aug()))
+    assert plain.best_epoch < start  # the defect, reproduced
+    fitted = tsynd.fit_arm(cfg, labelled, val, 0, synthetic=aug())
+    assert fitted.best_epoch == fitted.schedule.val_epochs[0] == start
+    assert tsynd.fit_arm(cfg, labelled, val, 0).best_epoch == 0  # the baseline validates from the start
+
+
+def _runs(values: dict, metric: str = "val_accuracy", arm: str = "baseline") -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": d, "arm": arm, "seed": s, "metric": metric, "value": v}
+                         for d, vs in values.items() for s, v in enumerate(vs)])
+
+
+def test_convergence_gates_compare_2x_with_the_seed_spread():
+    results = _runs({"a@1%": [0.80, 0.84, 0.82], "b@1%": [0.70, 0.70, 0.70]})
+    more = _runs({"a@1%": [0.815], "b@1%": [0.72]}, metric="val_accuracy_2x")
+    inst = gates.table(tsynd.convergence_gates(results, more)).set_index(["dataset", "check"])
+    # a: |0.815 - 0.80| = 0.015 < max(0.01, sd 0.02); b: 0.02 is not below max(0.01, sd 0)
+    assert inst.loc[("a@1%", "val_accuracy_change"), ["value", "threshold", "passed"]].tolist() == pytest.approx(
+        [0.015, 0.02, True])
+    assert inst.loc[("b@1%", "val_accuracy_change"), ["threshold", "passed"]].tolist() == pytest.approx([0.01, False])
+    assert set(inst["instrument"]) == {"classifier"} and inst.loc[("b@1%", "val_accuracy_2x"), "value"] == 0.72
+    with pytest.raises(ValueError, match="val_accuracy_2x"):
+        tsynd.convergence_gates(results, results)
+
+
+def _family(seeds: int = 5) -> pd.DataFrame:
+    """Arms of three settings (two PneumoniaMNIST shares, one BreastMNIST) with a known per-seed effect."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for d in ("pneumoniamnist@1%", "pneumoniamnist@10%", "breastmnist@100%"):
+        for s in range(seeds):
+            base = rng.uniform(0.6, 0.8)
+            for arm, shift in zip(tsynd.ARMS, (0.0, 0.01, 0.02, 0.03, 0.04)):
+                for metric in paper.METRICS:
+                    rows.append({"dataset": d, "arm": arm, "seed": s, "metric": metric,
+                                 "value": base + shift + rng.normal(0, 0.01)})
+    return pd.DataFrame(rows)
+
+
+def _gate_rows(failed_at: str | None) -> pd.DataFrame:
+    rows = []
+    for d in ("pneumoniamnist@1%", "pneumoniamnist@10%", "breastmnist@100%"):
+        for instrument in paper.INSTRUMENTS:
+            rows.append(gates.row(instrument, d, 0, "check", 1.0, 0.5, passed=d != failed_at))
+    return gates.table(rows)
+
+
+def test_a_claim_with_a_failed_gate_reads_not_tested_and_leaves_the_family():
+    results = _family()
+    v = paper.verdicts(results, _gate_rows("pneumoniamnist@10%"))
+    pooled = v[v["dataset"] == paper.pooled_label()]
+    at_10 = v[v["dataset"] == "pneumoniamnist@10%"]
+    assert (at_10["verdict"] == "not tested: autoencoder/check failed, classifier/check failed").all()
+    assert pooled["verdict"].str.startswith("not tested").all()  # the pooled settings include the failed one
+    held = v["verdict"].str.startswith("not ")
+    assert not held[v["dataset"].isin(["pneumoniamnist@1%", "breastmnist@100%"])].any()
+    assert v.attrs["family"] == int((~held).sum()) == 2 * 6 * 2  # two settings x six claims x accuracy, AUC
+    no_gates = paper.verdicts(results, gates.table([]))
+    assert no_gates["verdict"].str.startswith("not tested: autoencoder not measured, classifier not measured").all()
+
+
+def test_the_pooled_rows_take_the_seed_as_the_unit():
+    """Pooled over PneumoniaMNIST's settings only: n is the number of seeds and the mean is the mean over seeds of
+    the per-seed average of the two settings' differences (by hand), BreastMNIST left out."""
+    results = _family()
+    v = paper.verdicts(results, _gate_rows(None))
+    r = v[(v["dataset"] == paper.pooled_label()) & (v["comparison"] == "tsynd-mi − baseline")
+          & (v["metric"] == "accuracy")].iloc[0]
+    part = results[results["dataset"].str.startswith("pneumoniamnist") & (results["metric"] == "accuracy")]
+    wide = part.pivot_table(index=["seed", "dataset"], columns="arm", values="value")
+    d = (wide["tsynd-mi"] - wide["baseline"]).groupby(level="seed").mean() * 100
+    assert r["n"] == 5 and r["settings"] == "pneumoniamnist@1%, pneumoniamnist@10%"
+    assert r["mean"] == pytest.approx(d.mean()) and r["sd"] == pytest.approx(d.std(ddof=1))
+    m = v.attrs["family"]
+    assert m == 3 * 6 * 2 + 6 * len(paper.METRICS)
+    low, high = stats.t_interval(d.mean(), d.std(ddof=1), 5, 1 - 0.05 / m)
+    assert (r["low_fw"], r["high_fw"]) == pytest.approx((low, high))
+    table = paper.claims_table(v)
+    assert len(table) == sum(len(ms) for *_, ms in paper.STATEMENTS)
+    with pytest.raises(ValueError, match="No setting"):
+        paper.verdicts(results[results["dataset"] == "breastmnist@100%"], None)

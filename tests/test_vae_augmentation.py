@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from latentlab import grid
+from latentlab import gates, grid, stats
 from latentlab.data import Dataset, DatasetInfo
 from latentlab.experiments import vae_augmentation as experiment
 from latentlab.oracle import Oracle
@@ -57,15 +57,19 @@ SPLITS = experiment.Splits(_toy(15, 0), _toy(10, 1), _toy(10, 2))
 
 
 class _MeanBand(nn.Module):
-    """An oracle that labels an image by its brightest band."""
+    """An oracle that labels an image by its brightest band (the band means are the features its last Linear
+    reads, for the Frechet gate)."""
 
     def __init__(self):
         super().__init__()
-        self.w = nn.Parameter(torch.zeros(1))
+        self.head = nn.Linear(3, 3)
+        with torch.no_grad():
+            self.head.weight.copy_(10 * torch.eye(3))
+            self.head.bias.zero_()
 
     def forward(self, x):
         rows = x.mean(dim=(1, 3))
-        return torch.stack([rows[:, 8 * c + 2:8 * c + 10].mean(1) for c in range(3)], 1) * 10 + 0 * self.w
+        return self.head(torch.stack([rows[:, 8 * c + 2:8 * c + 10].mean(1) for c in range(3)], 1))
 
 
 ORACLE = Oracle("toy", _MeanBand(), 1.0, 1.0, 1 / 3, "multi-class")
@@ -82,6 +86,12 @@ def toy(monkeypatch, tmp_path):
 
 def _vaes(cache: Path) -> int:
     return len(list(cache.glob("autoencoder-vae-*.pt")))
+
+
+def _split(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run_seed's rows as (results, gate rows), the way grid.tables splits them."""
+    return (pd.DataFrame([r for r in rows if "instrument" not in r]),
+            gates.table([r for r in rows if "instrument" in r]))
 
 
 # --------------------------------------------------------------------------- config and settings
@@ -159,18 +169,22 @@ def test_run_seed_gives_every_arm_and_classifier_and_repeats_bitwise(toy):
     cfg = _tiny()
     choice = {arm: (0.5, 1) for arm in cfg.arms[1:]} | {"latent-noise": (0.5, 2), "affine": (0.0, 1)}
     task = {"cfg": cfg, "dataset": "toy", "seed": 0, "choice": choice}
-    rows = pd.DataFrame(experiment.run_seed(task))
+    rows, inst = _split(experiment.run_seed(task))
     assert list(rows.columns[:5]) == ["dataset", "arm", "seed", "metric", "value"]
     assert set(rows["dataset"]) == {"toy@5"} and list(dict.fromkeys(rows["arm"])) == list(cfg.arms)
     validity = rows[rows["metric"] == "label_validity"]
     assert set(validity["arm"]) == set(cfg.arms) - {"baseline"} and validity["value"].between(0, 1).all()
     acc = rows[rows["metric"] == "accuracy"]
     assert len(acc) == len(cfg.arms) * 3 and set(acc["classifier"]) == {"knn", "svm", "cnn"}
+    kept = rows[rows["metric"].isin(["val_accuracy", "best_epoch"])]
+    assert set(kept["classifier"]) == {"cnn"} and len(kept) == 2 * len(cfg.arms)  # the CNN's kept check, per arm
     noise = rows[(rows["arm"] == "latent-noise")]
     assert (noise["strength"] == 0.5).all() and (noise["n_per_image"] == 2).all()
     assert rows[rows["arm"] == "baseline"]["n_per_image"].eq(0).all() and _vaes(toy) == 1
-    again = pd.DataFrame(experiment.run_seed(task))  # the VAE comes from the cache now
+    assert set(inst["instrument"]) == {"vae", *map(experiment.augmentation_instrument, experiment.LATENT_ARMS)}
+    again, inst_again = _split(experiment.run_seed(task))  # the VAE comes from the cache now
     pd.testing.assert_frame_equal(rows, again)
+    pd.testing.assert_frame_equal(inst, inst_again)
     assert _vaes(toy) == 1
 
 
@@ -178,8 +192,8 @@ def test_the_labelled_variant_trains_its_vae_on_the_labelled_images_only(toy):
     cfg = _tiny(labelled_vae_settings=("toy@5",))
     tasks = experiment.tasks(cfg, {"toy@5": {"latent-interpolation": (0.5, 1), "latent-noise": (0.5, 1),
                                              "latent-extrapolation": (0.5, 1)}})
-    rows = pd.DataFrame(experiment.run_seed(tasks[-1]))
-    assert set(rows["dataset"]) == {"toy@5" + experiment.LABELLED_VAE}
+    rows, inst = _split(experiment.run_seed(tasks[-1]))
+    assert set(rows["dataset"]) == set(inst["dataset"]) == {"toy@5" + experiment.LABELLED_VAE}
     assert set(rows["arm"]) == {"baseline", *experiment.LATENT_ARMS} and _vaes(toy) == 1
     experiment.run_seed(tasks[0] | {"cfg": cfg.replace(arms=("baseline", "latent-noise"))})
     assert _vaes(toy) == 2  # the VAE of all 45 training images is another model
@@ -241,8 +255,8 @@ def test_gains_and_paper_effects():
     assert paper.paper_effect("latent-noise", "baseline", "cnn") == pytest.approx(-6.79)
     claim = paper.paper_claims(["mnist@10"], [("latent-noise", "baseline")])[0]
     assert claim.paper_for(("mnist@10", "svm")) == pytest.approx(4.30) and claim.sign(("mnist@10", "cnn")) == -1
-    assert [c[:2] for c in paper.knn_gains_most_claims()] == [("knn", "svm"), ("knn", "cnn")]
-    assert paper.knn_gains_most_claims()[0][2] == pytest.approx(21.29 - 8.69)
+    assert [(c.a, c.b) for c in paper.knn_gains_most_claims()] == [("knn", "svm"), ("knn", "cnn")]
+    assert paper.knn_gains_most_claims()[0].paper == pytest.approx(21.29 - 8.69)
     rows = [{"dataset": "d", "classifier": c, "seed": s, "arm": a, "metric": "accuracy", "value": v}
             for c, base in (("knn", 0.5), ("svm", 0.6)) for s in (0, 1)
             for a, v in (("baseline", base + s / 10), ("latent-noise", base + s / 10 + (0.2 if c == "knn" else 0.1)))]
@@ -272,3 +286,157 @@ def test_figures_draw_on_a_tiny_two_dimensional_vae(toy):
                 plots.interpolation_paths_figure(vae, lab, neighbour=2, steps=4)):
         assert len(fig.axes) >= 1
         plt.close(fig)
+
+
+# --------------------------------------------------------------------------- the instruments' gates
+
+
+def test_run_seed_gates_the_vae_and_each_latent_arms_augmentations(toy):
+    cfg = _tiny()
+    choice = {arm: (0.5, 1) for arm in cfg.arms[1:]} | {"latent-noise": (0.5, 2)}
+    rows, inst = _split(experiment.run_seed({"cfg": cfg, "dataset": "toy", "seed": 0, "choice": choice}))
+    assert list(inst.columns) == gates.COLUMNS and set(inst["dataset"]) == {"toy@5"} and set(inst["seed"]) == {0}
+    vae = inst[inst["instrument"] == "vae"].set_index("check")
+    assert list(vae.index) == ["oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse", "recon_mse"]
+    assert vae.loc["oracle_accuracy_real", "value"] == ORACLE.agreement(SPLITS.test.x, SPLITS.test.y)  # 30 test
+    acc_real = vae.loc["oracle_accuracy_real", "value"]
+    for arm in experiment.LATENT_ARMS:
+        mine = inst[inst["instrument"] == experiment.augmentation_instrument(arm)].set_index("check")
+        assert "min_class_share" not in mine.index  # per-class augmentations: coverage does not apply
+        assert {"label_agreement", "class_mix_gap", "fd_gap_closed", "fd_floor"} <= set(mine.index)
+        validity = rows[(rows["arm"] == arm) & (rows["metric"] == "label_validity")]["value"].item()
+        assert mine.loc["label_agreement", "value"] == validity  # the same images as the result row
+        assert mine.loc["label_agreement", "threshold"] == pytest.approx(0.8 * acc_real)
+        assert mine.loc["label_agreement", "passed"] == (validity >= 0.8 * acc_real)
+        n = 30 if arm == "latent-noise" else 15  # noise: 2 per image, so 44 of the 45 training images are the real set
+        assert mine.loc["class_mix_gap", "value"] == pytest.approx(0.0 if n == 15 else 1 / 66)  # 15/15/14 of 44
+    assert not set(inst["instrument"]) & {"vae-augmentations:image", "affine"}  # the controls rest on no gate
+
+
+def test_a_synthetic_arm_keeps_no_model_from_before_its_first_synthetic_epoch(toy, monkeypatch):
+    """With the first synthetic epoch moved to 1, every CNN's validation checks (and its kept one) start there."""
+    fits = []
+
+    def spy(train, val, clf, seed, hooks=None, **kw):
+        fits.append((hooks.validate_from, fit_classifier(train, val, clf, seed, hooks=hooks, **kw)))
+        return fits[-1][1]
+
+    from latentlab.train import fit_classifier
+    monkeypatch.setattr(experiment, "FIRST_SYNTHETIC_EPOCH", 1)
+    monkeypatch.setattr(experiment, "fit_classifier", spy)
+    cfg = _tiny(arms=("baseline", "latent-interpolation", "affine"), classifiers=("cnn",))
+    cfg = cfg.replace(clf=cfg.clf.replace(steps=4, val_checks=4))  # 4 one-batch epochs: checks at 0-3 unhooked
+    choice = {"latent-interpolation": (0.5, 1), "affine": (0.0, 1)}
+    rows, _ = _split(experiment.run_seed({"cfg": cfg, "dataset": "toy", "seed": 0, "choice": choice}))
+    assert [v for v, _ in fits] == [1, 1, 1] and all(f.schedule.val_epochs[0] == 1 for _, f in fits)
+    best = rows[rows["metric"] == "best_epoch"].set_index("arm")["value"]
+    assert (best >= 1).all() and best.tolist() == [f.best_epoch for _, f in fits]
+    val = rows[rows["metric"] == "val_accuracy"]["value"].tolist()
+    assert val == [next(r["val_accuracy"] for r in f.history if r["epoch"] == f.best_epoch) for _, f in fits]
+
+
+def test_convergence_retrains_the_first_seeds_baseline_at_twice_the_budget(toy, monkeypatch):
+    seen = []
+    monkeypatch.setattr(experiment, "fit_classifier", lambda train, val, clf, seed, hooks=None: seen.append(
+        (len(train), clf, seed)) or experiment.FitResult(nn.Identity(), [{"epoch": 0, "val_accuracy": 0.7}]))
+    cfg = _tiny(seeds=(3, 4))
+    tasks = experiment.convergence_tasks(cfg)
+    assert [t["setting"] for t in tasks] == ["toy@5"]
+    assert experiment.convergence_tasks(cfg.replace(classifiers=("knn", "svm"))) == []
+    rows = experiment.convergence_rows(tasks[0])
+    assert seen == [(15, cfg.clf.scaled(2), 3)]  # 5 labelled images per class, seed 3's draw and weights
+    assert seen[0][1].steps == 2 * cfg.clf.steps
+    assert rows == [{"dataset": "toy@5", "arm": "baseline", "seed": 3, "metric": "val_accuracy", "value": 0.7,
+                     "classifier": "cnn"}]
+
+
+def _runs(values: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": d, "arm": "baseline", "seed": s, "metric": "val_accuracy", "value": v,
+                          "classifier": "cnn"} for d, vs in values.items() for s, v in enumerate(vs)])
+
+
+def test_classifier_gates_compare_the_2x_run_with_the_larger_of_tol_and_the_seed_sd():
+    runs = _runs({"a@10": [0.80, 0.81, 0.82], "a@10" + experiment.LABELLED_VAE: [0.80, 0.81, 0.82],
+                  "b@10": [0.60, 0.70, 0.80], "c@10": [0.5, 0.5, 0.5]})
+    others = pd.concat([runs.assign(classifier="knn", value=0.0), runs.assign(arm="latent-noise", value=0.1)])
+    more = _runs({"a@10": [0.83], "b@10": [0.65]})
+    inst = gates.table(experiment.classifier_gates(pd.concat([runs, others]), more))  # only the CNN's baseline
+    assert set(inst["check"]) == {f"val_accuracy{s} (classifier = cnn)" for s in ("", "_2x", "_change")}
+    change = inst[inst["check"] == "val_accuracy_change (classifier = cnn)"].set_index("dataset")
+    assert set(change.index) == {"a@10", "a@10" + experiment.LABELLED_VAE, "b@10"}  # c@10 has no 2x run
+    assert change.loc["a@10", "value"] == pytest.approx(0.03) and change.loc["a@10", "threshold"] == pytest.approx(0.01)
+    assert not change.loc["a@10", "passed"]
+    assert change.loc["a@10" + experiment.LABELLED_VAE, "value"] == pytest.approx(0.03)  # the same baselines
+    assert change.loc["b@10", "threshold"] == pytest.approx(0.1) and change.loc["b@10", "passed"]  # sd 0.1 > 0.05
+    assert set(inst["instrument"]) == {"classifier"} and set(inst["seed"]) == {0}
+    assert experiment.classifier_gates(runs, pd.DataFrame()) == []  # no CNN, no convergence grid
+
+
+def test_augmentation_gate_skips_the_frechet_distance_when_the_class_mix_differs():
+    assert experiment.class_mix_gap([0, 0, 1, 1], [0, 1, 1, 1], 2) == pytest.approx(0.25)
+    assert experiment.class_mix_gap([2, 2], [0, 1], 3) == 1.0
+    x, y = SPLITS.train.x[:15], SPLITS.train.y[:15]  # class 0 only, against a balanced reference
+    rows = experiment.augmentation_gate("latent-noise", x, y, ORACLE, SPLITS, 0.9, dataset="toy@5", seed=0)
+    assert [r["check"] for r in rows] == ["label_agreement", "class_mix_gap"]
+    assert rows[0]["value"] == 1.0 and rows[0]["threshold"] == pytest.approx(0.72) and rows[0]["passed"]
+    assert rows[1]["value"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="latent arms"):
+        experiment.augmentation_instrument("image-noise")
+
+
+def test_the_frechet_reference_is_the_test_subset_when_it_holds_twice_the_samples():
+    assert experiment.frechet_reference(SPLITS, 15) is SPLITS.test  # 30 test images
+    ref = experiment.frechet_reference(SPLITS, 16)
+    assert len(ref) == 32 and torch.equal(ref.x, SPLITS.train.subset(np.sort(
+        np.random.default_rng(0).permutation(45)[:32])).x)
+
+
+def test_claims_name_their_instruments_per_arm_and_classifier():
+    assert paper.instruments_for(("latent-noise", "baseline"), "knn") == ("vae", "vae-augmentations:noise")
+    assert paper.instruments_for(("latent-noise", "image-noise"), "cnn") == ("vae", "vae-augmentations:noise",
+                                                                             "classifier")
+    assert paper.instruments_for(("affine", "baseline"), "svm") == ()
+    assert paper.instruments_for(("image-interpolation", "baseline"), "cnn") == ("classifier",)
+    control = paper.paper_claims(["mnist@10"], [("affine", "baseline")], "knn")[0]
+    assert control.paper is None and control.instruments == ()
+    gain = paper.knn_gains_most_claims()
+    assert gain[1].instruments == ("vae", "vae-augmentations:interpolation", "classifier")
+
+
+def _results(classifiers=("knn", "cnn"), seeds=range(4)) -> pd.DataFrame:
+    """Accuracy rows whose latent-noise and image-noise arms beat the baseline by 2-5 points, unequal per seed."""
+    rise = {"baseline": 0.0, "latent-noise": 0.05, "image-noise": 0.02}
+    return pd.DataFrame([{"dataset": "mnist@10", "arm": a, "seed": s, "metric": "accuracy", "classifier": c,
+                          "value": 0.6 + r + (0.01 * s * s if a != "baseline" else 0.0)}
+                         for c in classifiers for s in seeds for a, r in rise.items()])
+
+
+def test_a_claim_whose_gate_failed_reads_not_tested_and_leaves_the_rest_decided():
+    at = dict(dataset="mnist@10", seed=0)
+    inst = gates.table([gates.row("vae", check="recon_mse", value=0.5, threshold=0.2, passed=False, **at),
+                        gates.row("vae-augmentations:noise", check="label_agreement", value=0.9, threshold=0.7,
+                                  passed=True, **at)])
+    pairs = [("latent-noise", "baseline"), ("image-noise", "baseline")]
+    table = paper.compare_per_classifier(_results(), ["mnist@10"], pairs, ["knn", "cnn"], instruments=inst)
+    words = table.set_index(["classifier", "comparison"])["verdict"]
+    assert words[("knn", "latent-noise − baseline")] == "not tested: vae/recon_mse failed"
+    assert words[("cnn", "latent-noise − baseline")] == "not tested: vae/recon_mse failed, classifier not measured"
+    assert words[("cnn", "image-noise − baseline")] == "not tested: classifier not measured"
+    assert not words[("knn", "image-noise − baseline")].startswith("not")  # the pixel control rests on no gate
+    assert table.attrs["fw_method"] == "Bonferroni, m = 1"  # only the decided row is in the family
+    named = paper.ledger_rows(table)["comparison"].tolist()
+    assert named[0] == "latent-noise − baseline (knn)" and named[-1] == "image-noise − baseline (cnn)"
+
+
+def test_with_passing_gates_the_claims_are_decided_and_one_family():
+    at = dict(dataset="mnist@10", seed=0)
+    inst = gates.table([gates.row(i, check="ok", value=1.0, threshold=0.5, passed=True, **at)
+                        for i in ("vae", "vae-augmentations:noise", "classifier")])
+    pairs = [("latent-noise", "baseline"), ("image-noise", "baseline")]
+    table = paper.compare_per_classifier(_results(), ["mnist@10"], pairs, ["knn", "cnn"], instruments=inst)
+    assert table.attrs["fw_method"] == "Bonferroni, m = 4" and not table["verdict"].str.startswith("not").any()
+    two = paper.compare_per_classifier(_results(seeds=range(2)), ["mnist@10"], pairs, ["knn"], instruments=inst)
+    assert two["verdict"].str.startswith("not decided: fewer than 3 seeds").all()  # the smoke profile's 2 seeds
+    knn = stats.compare(_results(classifiers=("knn",)), paper.paper_claims(["mnist@10"], pairs, "knn"),
+                        by=["dataset", "classifier"], instruments=inst, family=4)
+    assert np.allclose(knn["low_fw"], table[table["classifier"] == "knn"]["low_fw"])  # the same Bonferroni m

@@ -365,8 +365,9 @@ def _passed(col: pd.Series) -> pd.Series:
 
 
 def _failed_gates(instruments: pd.DataFrame | None, names: tuple[str, ...], datasets: list | None) -> str | None:
-    """'<instrument>/<check> failed, ...' for the failed gates of the named instruments on these datasets (rows with
-    dataset NaN or 'all' count everywhere; datasets None: every row); an instrument without rows is 'not measured'."""
+    """'<instrument>/<check> failed, ...' (the first two, then 'k more') for the failed gates of the named instruments
+    on these datasets (rows with dataset NaN or 'all' count everywhere; datasets None: every row); an instrument
+    without rows is 'not measured'."""
     if instruments is None or not names:
         return None
     rows = instruments[instruments["instrument"].isin(names)]
@@ -376,6 +377,8 @@ def _failed_gates(instruments: pd.DataFrame | None, names: tuple[str, ...], data
     bad = rows[~_passed(rows["passed"])]
     words = [f"{i}/{check} failed" for i, check in dict.fromkeys(zip(bad["instrument"], bad["check"]))]
     words += [f"{name} not measured" for name in names if name not in set(rows["instrument"])]
+    if len(words) > 2:  # the verdict names the first two; instruments.csv holds them all
+        words = [*words[:2], f"{len(words) - 2} more"]
     return ", ".join(words) or None
 
 

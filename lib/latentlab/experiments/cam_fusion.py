@@ -17,7 +17,23 @@ test, `capped`) and hands them down:
    the balanced validation split, and scores it on the balanced test split: tail-class and overall average
    precision, balanced accuracy, per-class recall, AUC;
 5. measures the Frechet distance between fused and real tail images on the oracle's features, and the oracle's
-   agreement with the tail label, for every refinement step count in `refine_grid`, with the CPU time it took.
+   agreement with the tail label, for every refinement step count in `refine_grid`, with the CPU time it took;
+6. runs the quality gates on the seed's own models (`gate_rows`, `latentlab.gates`), returned as gate rows beside
+   the result rows (`grid.tables` tells them apart):
+
+   * "autoencoder_kl" and "stage1": `gates.reconstruction_gate` of the AutoencoderKL's reconstructions and of the
+     Stage 1 round trip (image, latent, sparse code, Stage 1 decoder, image: the path fused codes are decoded
+     through, `stage1_reconstruct`) on held-out test images (`held_out`: at most GATE_IMAGES of the tail classes,
+     check names prefixed "tail_", and of all classes, prefixed "all_");
+   * "fused" and "refined": the cam-fusion images at 0 and at `refine_steps` steps (`sample_gate_rows`): the
+     oracle's agreement with their tail label must reach AGREEMENT_RATIO x its accuracy on real held-out tail
+     images, and their Frechet distance must close 70 % of the gap between a trivial generator and real tail
+     images (`gates.sample_gate`, whose class-coverage row is dropped: the samples are tail images by design).
+
+Classifier convergence ("classifier") is a separate small task: `convergence_rows` retrains seed 0's `none` arm at
+2x the updates, `classifier_gate` compares it with the grid's run (tolerance: one point, or the seed sd if larger).
+Every augmenting arm adds its images from the first epoch on (`FIRST_SYNTHETIC_EPOCH`), so no kept model predates
+them; each run records its kept validation check (`best_epoch`) and the validation accuracy there (`val_accuracy`).
 
 The paper's claims are in `latentlab.papers.cam_fusion`, the figures in `latentlab.plots.cam_fusion`.
 """
@@ -28,9 +44,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 
-from latentlab import data, results, train
+from latentlab import data, gates, results, train
 from latentlab.config import ClfConfig, OracleConfig, Params
 from latentlab.frechet import classifier_features, frechet_distance_features
 from latentlab.metrics import classification_metrics, per_class_average_precision, predictions
@@ -43,6 +60,10 @@ from latentlab.utils import batched
 
 ARMS = ("none", "oversample", "reweight", "random-mask", "cam-fusion", "cam-fusion+refine")
 FUSION_ARMS = {"random-mask": "random", "cam-fusion": "cam", "cam-fusion+refine": "cam"}
+SYNTHETIC_ARMS = ("oversample", *FUSION_ARMS)  # the arms that add images to the long-tailed set
+FIRST_SYNTHETIC_EPOCH = 0  # they add them to the training set itself: every epoch sees them
+GATE_IMAGES = 1000  # held-out images per reconstruction gate (a fixed subset, the same for every seed)
+AGREEMENT_RATIO = 0.8  # fused images must keep their tail label this often, relative to real tail images
 
 
 @dataclass(frozen=True)
@@ -254,15 +275,29 @@ def scores(y: torch.Tensor, probs: torch.Tensor, task: str, tail: list[int]) -> 
     return out | {f"recall_{k}": float(r) for k, r in enumerate(recall)}
 
 
+def kept_check(fit: train.FitResult) -> dict[str, float]:
+    """The kept validation check of a fit: its epoch (`best_epoch`) and the validation accuracy there."""
+    return {"best_epoch": fit.best_epoch, "val_accuracy": fit.history[fit.best_epoch].get("val_accuracy", np.nan)}
+
+
+def fit_arm(train_set: data.Dataset, val: data.Dataset, clf: ClfConfig, seed: int, arm: str) -> train.FitResult:
+    """One arm's classifier; no validation check (so no kept model) before the arm's first synthetic epoch."""
+    hooks = train.Hooks(validate_from=FIRST_SYNTHETIC_EPOCH if arm in SYNTHETIC_ARMS else 0)
+    return train.fit_classifier(train_set, val, clf, seed, hooks=hooks)
+
+
 def classifier_rows(s: Seed, fused: dict[str, Fusion], val: data.Dataset, test: data.Dataset) -> list[dict]:
-    """Train one classifier per arm (same seed, same initial weights) and score it on the test split."""
+    """Train one classifier per arm (same seed, same initial weights) and score it on the test split, with its kept
+    validation check (and, for the arms that add images, the epoch of their first synthetic batch)."""
     rows = []
     for arm in s.cfg.arms:
         clock = time.process_time()
-        fit = train.fit_classifier(arm_data(s, arm, fused), val, arm_classifier(s.cfg, arm), s.seed)
+        fit = fit_arm(arm_data(s, arm, fused), val, arm_classifier(s.cfg, arm), s.seed, arm)
         probs = train.predict_proba(fit.model, test.x, task=test.info.task)
-        values = scores(test.y, probs, test.info.task, s.tail) | {"cpu_seconds": time.process_time() - clock}
-        rows += results.rows(s.dataset, arm, s.seed, values)
+        values = scores(test.y, probs, test.info.task, s.tail) | kept_check(fit)
+        if arm in SYNTHETIC_ARMS:
+            values["first_synthetic_epoch"] = FIRST_SYNTHETIC_EPOCH
+        rows += results.rows(s.dataset, arm, s.seed, values | {"cpu_seconds": time.process_time() - clock})
     return rows
 
 
@@ -318,11 +353,84 @@ def quality_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle) -> list[dict
     return rows
 
 
+# --------------------------------------------------------------------------- quality gates
+
+
+def held_out(test: data.Dataset, tail: list[int], n: int = GATE_IMAGES) -> dict[str, data.Dataset]:
+    """The reconstruction gates' images: at most n test images of the tail classes ("tail") and of all classes
+    ("all"), stratified fixed draws (`capped`): the same images for every seed."""
+    rows = torch.nonzero(tail_members(test.y, tail)).squeeze(1).numpy()
+    return {"tail": capped(test.subset(rows), n), "all": capped(test, n)}
+
+
+def stage1_reconstruct(s: Seed, x: torch.Tensor) -> torch.Tensor:
+    """Images x through the whole Stage 1 round trip: AutoencoderKL latent, sparse code S, decoder D back to a latent,
+    AutoencoderKL decoder. Fused images are decoded this way, so it bounds what fusion can give back."""
+    model = s.stage1.eval()
+    z = batched(s.codec.encode, x, 512)
+    return batched(s.codec.decode, batched(lambda v: model.decode(model.encode(v)), z, 512), 512)
+
+
+def _prefixed(rows: list[dict], prefix: str) -> list[dict]:
+    return [r | {"check": f"{prefix}_{r['check']}"} for r in rows]
+
+
+def reconstruction_rows(s: Seed, oracle: Oracle, test: data.Dataset) -> list[dict]:
+    """`gates.reconstruction_gate` of the AutoencoderKL ("autoencoder_kl") and of the Stage 1 round trip ("stage1")
+    on the held-out tail and all-class images (checks prefixed "tail_" / "all_"): the oracle recognises the
+    reconstructions at least 0.8 x as often as the real images, and their MSE is at most 0.6 x the mean image's."""
+    rows = []
+    for instrument, reconstruct in (("autoencoder_kl", lambda x: batched(s.codec.forward, x, 512)),
+                                    ("stage1", lambda x: stage1_reconstruct(s, x))):
+        for part, ds in held_out(test, s.tail).items():
+            rows += _prefixed(gates.reconstruction_gate(oracle, ds.x, ds.y, reconstruct(ds.x), instrument=instrument,
+                                                        dataset=s.dataset, seed=s.seed), part)
+    return rows
+
+
+def sample_gate_rows(oracle: Oracle, x: torch.Tensor, labels: torch.Tensor, real: torch.Tensor, real_accuracy: float,
+                     *, n_classes: int, instrument: str, dataset: str, seed: int) -> list[dict]:
+    """The gate of class-conditional samples x (tail images labelled `labels`) against real tail images `real`:
+    `oracle_accuracy_real_tail` (reported: the oracle's accuracy on real held-out tail images), `tail_agreement`
+    (the share of x the oracle gives their label; passes at >= AGREEMENT_RATIO x real_accuracy) and the Frechet
+    rows of `gates.sample_gate` (fd_gap_closed passes at >= 0.7). sample_gate's `min_class_share` is dropped: the
+    samples are meant to be of the tail classes only, so the coverage of every class does not apply."""
+    at = dict(instrument=instrument, dataset=dataset, seed=seed)
+    agree, threshold = oracle.agreement(x, labels), AGREEMENT_RATIO * real_accuracy
+    rows = [gates.row(**at, check="oracle_accuracy_real_tail", value=real_accuracy),
+            gates.row(**at, check="tail_agreement", value=agree, threshold=threshold, passed=agree >= threshold)]
+    frechet = gates.sample_gate(oracle, x, real, n_classes=n_classes, **at, seed_noise=seed)
+    return rows + [r for r in frechet if r["check"] != "min_class_share"]
+
+
+def fusion_gate_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle, test: data.Dataset) -> list[dict]:
+    """`sample_gate_rows` of the cam-fusion images at 0 steps ("fused") and at `refine_steps` steps ("refined"),
+    against real tail images the seed never trained on (`reference_images`, both of its sets)."""
+    ref, alt, _ = reference_images(s, s.cfg.n_fid)
+    tail = held_out(test, s.tail)["tail"]
+    real_accuracy = oracle.agreement(tail.x, tail.y)
+    f = fused["cam"]
+    return [r for instrument, steps in (("fused", 0), ("refined", s.cfg.refine_steps))
+            for r in sample_gate_rows(oracle, s.images(f.latents, steps), f.labels, torch.cat([ref, alt]),
+                                      real_accuracy, n_classes=s.full.n_classes, instrument=instrument,
+                                      dataset=s.dataset, seed=s.seed)]
+
+
+def gate_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle, test: data.Dataset) -> list[dict]:
+    """Every quality gate of a seed's models (module docstring, step 6). Multi-label data have no single label for
+    the oracle to check: each instrument then gets one failed `single_label` row (its claims read "not tested")."""
+    if test.info.multilabel:
+        return [gates.row(i, s.dataset, s.seed, "single_label", 0.0, threshold=1.0, passed=False)
+                for i in ("autoencoder_kl", "stage1", "fused", "refined")]
+    return reconstruction_rows(s, oracle, test) + fusion_gate_rows(s, fused, oracle, test)
+
+
 # --------------------------------------------------------------------------- the task
 
 
 def run_seed(task: dict) -> list[dict]:
-    """Every arm of one dataset and seed: tidy result rows (dataset, arm, seed, metric, value[, refine_steps])."""
+    """Every arm of one dataset and seed: tidy result rows (dataset, arm, seed, metric, value[, refine_steps]) and
+    the seed's gate rows (instrument, dataset, seed, check, value, threshold, passed)."""
     cfg, dataset, seed = task["cfg"], task["dataset"], task["seed"]
     full = data.load_cached(dataset, "train")
     val = capped(data.load_cached(dataset, "val"), cfg.n_val)
@@ -332,14 +440,45 @@ def run_seed(task: dict) -> list[dict]:
     kinds = {FUSION_ARMS[a] for a in cfg.arms if a in FUSION_ARMS} | {"cam"}
     fused = {kind: s.fuse(kind) for kind in sorted(kinds)}
     s.cpu_seconds["fusion"] = time.process_time() - clock
-    rows = classifier_rows(s, fused, val, test) + quality_rows(s, fused, train_oracle(dataset, cfg.oracle))
-    return rows + [r for stage, v in s.cpu_seconds.items() for r in results.rows(dataset, stage, seed,
-                                                                                   {"cpu_seconds": v})]
+    oracle = train_oracle(dataset, cfg.oracle)
+    rows = classifier_rows(s, fused, val, test) + quality_rows(s, fused, oracle)
+    rows += [r for stage, v in s.cpu_seconds.items() for r in results.rows(dataset, stage, seed, {"cpu_seconds": v})]
+    return rows + gate_rows(s, fused, oracle, test)
 
 
 def oracle_rows(task: dict) -> list[dict]:
     """Train (or load) the oracle of task['dataset']: its result rows (validation / test accuracy, majority rate)."""
     return train_oracle(task["dataset"], task["cfg"].oracle).rows()
+
+
+def convergence_rows(task: dict) -> list[dict]:
+    """The convergence task of a dataset (task: cfg, dataset, seed): the seed's `none` classifier retrained at 2x
+    cfg.clf.steps, one result row (arm "none", metric "val_accuracy_2x": the validation accuracy of its kept check).
+    It needs no generative model: `none` trains on the long-tailed set alone."""
+    cfg, dataset, seed = task["cfg"], task["dataset"], task["seed"]
+    lt, _, _ = long_tailed(data.load_cached(dataset, "train"), seed, cfg)
+    val = capped(data.load_cached(dataset, "val"), cfg.n_val)
+    fit = fit_arm(lt, val, cfg.clf.replace(steps=2 * cfg.clf.steps), seed, "none")
+    return results.rows(dataset, "none", seed, {"val_accuracy_2x": kept_check(fit)["val_accuracy"]})
+
+
+def classifier_gate(results_df: pd.DataFrame, arm: str = "none", tol: float = 0.01) -> list[dict]:
+    """The "classifier" gate per dataset (`gates.converged_gate`): the change of the validation accuracy of `arm`
+    from the grid's run of a seed to its 2x-updates run (`convergence_rows`) must stay below max(tol, the sd of that
+    arm's validation accuracy over the grid's seeds). results_df: the grid's rows plus the convergence rows."""
+    rows = []
+    part = results_df[results_df["arm"] == arm]
+    for dataset, d in part.groupby("dataset", sort=False):
+        more = d[d["metric"] == "val_accuracy_2x"]
+        if more.empty:
+            raise ValueError(f"No 'val_accuracy_2x' row of arm {arm!r} on {dataset!r}: run convergence_rows first.")
+        val = d[d["metric"] == "val_accuracy"].set_index("seed")["value"]
+        seed = int(more["seed"].iloc[0])
+        if seed not in val.index:
+            raise ValueError(f"The grid has no 'val_accuracy' of arm {arm!r}, seed {seed} on {dataset!r}.")
+        rows += gates.converged_gate(val[seed], more["value"].iloc[0], instrument="classifier", dataset=dataset,
+                                     seed=seed, check="val_accuracy", tol=tol, seed_sd=val.std(ddof=1))
+    return rows
 
 
 # --------------------------------------------------------------------------- the paper's Figure 2, its data

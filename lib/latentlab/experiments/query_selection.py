@@ -13,9 +13,24 @@ A task is {"cfg": Config, "dataset", "seed"} (`latentlab.grid.tasks`). `run_seed
    weights; no validation split: a cold start has none to choose a model with, so the last update is kept),
    evaluated on the test images;
 4. tidy rows (dataset, arm, seed, metric, value, n_labelled, encoder, method): accuracy, balanced_accuracy, auc
-   and single_class of the classifier; coverage (classes present) and balance (normalised class entropy) of the
-   query set; and per encoder the 5-NN accuracy of its codes (arm '<encoder> codes', n_labelled = 0): how well its
-   latent space separates the classes. (Not 'n': `latentlab.stats.compare` reports the number of seeds as 'n'.)
+   and single_class of the classifier on the test images, its val_accuracy on `n_val` fixed validation images
+   (measured, never used to choose a model) and kept_epoch (the epoch of the kept model: the last one); coverage
+   (classes present) and balance (normalised class entropy) of the query set. (Not 'n': `latentlab.stats.compare`
+   reports the number of seeds as 'n'.)
+5. gate rows (`latentlab.gates`, told apart by their `instrument` key; `grid.tables` splits them off): per encoder
+   the 5-NN accuracy of the validation images' codes, a k-NN classifier fitted on the pool's codes (`knn_gate`,
+   instrument `encoder_instrument`: 'ae-2d', 'vae-2d', 'tsne-2d', 'ae-16d'), beside PCA of the pixels to the same
+   dimensions ('pca-2d', 'pca-16d', `pca_knn_reference`).
+
+**Convergence (a small extra grid task per dataset, `doubled_tasks`).** `run_seed` of a task with `budget` 2
+(`run_doubled`) trains the first seed's encoders for twice their epochs (the 5-NN accuracy `knn_accuracy_2x`, a gate
+row) and Random's classifier at twice CLF_STEPS and CLF_MIN_EPOCHS per budget n (`val_accuracy_2x`, a result row).
+`convergence_gates` then reads both tables: an encoder passes when doubling its budget moves its 5-NN accuracy by
+less than 1 point; the classifier at budget n (check `val_accuracy (n_labelled = <n>)`, instrument 'classifier')
+when it moves Random's validation accuracy by less than max(1 point, the sd of that accuracy over seeds). A claim
+(`instruments_of`) rests on the encoders of its arms and on the classifier; `verdicts` compares at each n with the
+classifier's gate at that n only, so a classifier that has not converged at n = 1000 makes only the claims at
+n = 1000 untested.
 
 Arm names: 'random'; 'ae-error' (the images the conv AE at `ae_latent` reconstructs worst); 'stratified' (n / K
 images of each of the K classes, drawn with the pool's true labels: an oracle no cold start has, the balanced
@@ -34,11 +49,11 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
-from sklearn.neighbors import KNeighborsClassifier
 
-from latentlab import data, results
+from latentlab import data, gates, results, stats
 from latentlab.config import ClfConfig, Params
 from latentlab.data import Dataset
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, encode_all, epochs_for, fit_autoencoder, reconstruct
@@ -51,6 +66,10 @@ ENCODER = re.compile(r"^(conv|vae|tsne)(\d*)$")
 STRATIFIED = "stratified"  # the class-stratified oracle arm (it reads the labels)
 CLASSIFIER_METRICS = ("accuracy", "balanced_accuracy", "auc", "single_class")
 QUERY_METRICS = ("coverage", "balance")
+BASELINE = "random"  # the arm whose classifier the convergence gate retrains
+CLASSIFIER = "classifier"  # the classifier's instrument
+ENCODER_KINDS = {"conv": "ae", "vae": "vae", "tsne": "tsne"}  # encoder name -> the kind its instrument is named by
+TOL = 0.01  # convergence gates: doubling a budget moves the accuracy by less than one point
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,7 @@ class Config(Params):
     accept: str
     clf: ClfConfig
     n_test: int
+    n_val: int                  # validation images of the gates (codes' 5-NN accuracy, classifiers' val_accuracy)
     unbalanced_replace: int
     unbalanced_shift: int
 
@@ -123,21 +143,41 @@ def parse_arm(arm: str) -> tuple[str | None, str]:
     return encoder, method
 
 
-def encoder_config(name: str, n_images: int, cfg: Config, seed: int) -> AEConfig:
+def encoders_of(arms) -> list[str]:
+    """The encoders (sorted) that a list of arms samples from."""
+    return sorted({e for e, _ in map(parse_arm, arms) if e is not None})
+
+
+def encoder_instrument(encoder: str, latent: int = 2) -> str:
+    """The gates' name of an encoder: its kind and code size, 'conv' -> 'ae-2d', 'conv16' -> 'ae-16d', 'vae' ->
+    'vae-2d' (latent: the size of an encoder named without one, AE_LATENT)."""
+    match = ENCODER.match(encoder)
+    if match is None:
+        raise ValueError(f"Unknown encoder {encoder!r}: use conv, vae or tsne, optionally with a latent size.")
+    kind, size = match.groups()
+    return f"{ENCODER_KINDS[kind]}-{size or latent}d"
+
+
+def instruments_of(*arms: str, latent: int = 2) -> tuple[str, ...]:
+    """The instruments a claim comparing these arms rests on: the encoders they sample from, and the classifier."""
+    return (*(encoder_instrument(e, latent) for e in encoders_of(arms)), CLASSIFIER)
+
+
+def encoder_config(name: str, n_images: int, cfg: Config, seed: int, factor: int = 1) -> AEConfig:
     """The config of the encoder `name` ('vae', 'conv16', ...) for a pool of n_images (its cache key with the
-    pool's images)."""
+    pool's images); factor x its epochs (the convergence gate's factor 2 trains exactly twice as long)."""
     kind, latent = ENCODER.match(name).groups()
     common = dict(latent_dim=int(latent) if latent else cfg.ae_latent, width=cfg.ae_width,
-                  epochs=epochs_for(cfg.ae_steps, n_images, cfg.ae_batch), batch_size=cfg.ae_batch, lr=cfg.ae_lr,
-                  seed=seed)
+                  epochs=factor * epochs_for(cfg.ae_steps, n_images, cfg.ae_batch), batch_size=cfg.ae_batch,
+                  lr=cfg.ae_lr, seed=seed)
     if kind == "tsne":
         return TSNEConfig(**common, perplexity=cfg.tsne_perplexity, kl_weight=cfg.tsne_weight)
     return AEConfig(kind="ae" if kind == "conv" else "vae", **common)
 
 
-def fit_encoder(name: str, pool_x: torch.Tensor, cfg: Config, seed: int) -> ConvAutoencoder:
+def fit_encoder(name: str, pool_x: torch.Tensor, cfg: Config, seed: int, factor: int = 1) -> ConvAutoencoder:
     """The encoder `name` trained on the pool's images from `seed` (cached by its config and those images)."""
-    config = encoder_config(name, len(pool_x), cfg, seed)
+    config = encoder_config(name, len(pool_x), cfg, seed, factor)
     if isinstance(config, TSNEConfig):
         return fit_tsne_autoencoder(pool_x, config)
     return fit_autoencoder(pool_x, config)
@@ -149,9 +189,10 @@ def reconstruction_errors(model: ConvAutoencoder, x: torch.Tensor) -> np.ndarray
 
 
 def code_knn_accuracy(codes: np.ndarray, y: np.ndarray, seed: int, k: int = 5) -> float:
-    """Accuracy of a k-NN classifier on the codes, fitted on one half of the pool and scored on the other."""
+    """Accuracy of a k-NN classifier on the codes, fitted on one half of the pool and scored on the other (the
+    figures' titles; the gates score validation images, `encoder_gates`)."""
     a, b, ya, yb = train_test_split(codes, y, test_size=0.5, random_state=seed, stratify=y)
-    return float(KNeighborsClassifier(k).fit(a, ya).score(b, yb))
+    return gates.knn_accuracy(a, ya, b, yb, k)
 
 
 # --------------------------------------------------------------------------- data
@@ -228,6 +269,11 @@ def test_set(dataset: str, n_test: int) -> Dataset:
     return data.fixed_subset(data.load_cached(base_dataset(dataset), "test"), n_test)
 
 
+def val_set(dataset: str, n_val: int) -> Dataset:
+    """n_val validation images (a fixed draw, the same for every seed and arm): what the gates measure on."""
+    return data.fixed_subset(data.load_cached(base_dataset(dataset), "val"), n_val)
+
+
 def seed_data(dataset: str, seed: int, cfg: Config) -> tuple[Dataset, Dataset]:
     """The pool and the test images of one dataset and seed, read once."""
     train = training_split(dataset, cfg.unbalanced_replace, cfg.unbalanced_shift)
@@ -239,23 +285,24 @@ def seed_data(dataset: str, seed: int, cfg: Config) -> tuple[Dataset, Dataset]:
 
 @dataclass
 class SeedView:
-    """What the arms of one seed share: the pool, the codes of every encoder, AE errors and clusterings."""
+    """What the arms of one seed share: the pool, the codes of every encoder, AE errors, clusterings and the
+    encoders themselves."""
 
     pool: Dataset
     codes: dict[str, np.ndarray]
     errors: np.ndarray | None
     clusters: dict[str, np.ndarray]
+    models: dict[str, ConvAutoencoder] = dataclasses.field(default_factory=dict)
 
 
 def seed_view(pool: Dataset, arms, cfg: Config, seed: int) -> SeedView:
     """Encoders (trained or loaded), codes, AE-error scores and clusterings that `arms` need on one seed's pool."""
-    encoders = sorted({e for e, _ in map(parse_arm, arms) if e is not None})
-    models = {e: fit_encoder(e, pool.x, cfg, seed) for e in encoders}
+    models = {e: fit_encoder(e, pool.x, cfg, seed) for e in encoders_of(arms)}
     codes = {e: encode_all(m, pool.x).numpy() for e, m in models.items()}
     errors = reconstruction_errors(models["conv"], pool.x) if "conv" in models else None
     clustered = {e for e, m in map(parse_arm, arms) if m.startswith("clustered-")}
     clusters = {e: selection.cluster(codes[e], cfg.n_clusters, seed=seed) for e in sorted(clustered)}
-    return SeedView(pool, codes, errors, clusters)
+    return SeedView(pool, codes, errors, clusters, models)
 
 
 def select_arm(view: SeedView, arm: str, n: int, seed: int, cfg: Config, trace: list | None = None) -> np.ndarray:
@@ -275,29 +322,147 @@ def select_arm(view: SeedView, arm: str, n: int, seed: int, cfg: Config, trace: 
     return selection.select(method, view.codes[encoder], n, seed=seed, errors=view.errors)
 
 
-def query_scores(query: Dataset, test: Dataset, clf: ClfConfig, seed: int) -> dict[str, float]:
-    """The metrics of one query set: its classifier's on the test images, and the set's coverage and balance."""
+def query_scores(query: Dataset, test: Dataset, clf: ClfConfig, seed: int,
+                 val: Dataset | None = None) -> dict[str, float]:
+    """The metrics of one query set: its classifier's on the test images (and its accuracy on `val`, when given:
+    measured, not used to choose), the kept epoch, and the set's coverage and balance."""
     fitted = fit_classifier(query, None, clf, seed)  # no validation split: the last update is kept
     scores = evaluate(fitted.model, test, task=test.info.task)
     scores |= selection.query_set_stats(query.y.numpy(), query.n_classes)
-    return {m: float(scores[m]) for m in (*CLASSIFIER_METRICS, *QUERY_METRICS)}
+    out = {m: float(scores[m]) for m in (*CLASSIFIER_METRICS, *QUERY_METRICS)}
+    if val is not None:
+        out["val_accuracy"] = float(evaluate(fitted.model, val, task=val.info.task)["accuracy"])
+    return out | {"kept_epoch": float(fitted.best_epoch)}
+
+
+def encoder_gates(view: SeedView, val: Dataset, dataset: str, seed: int, latent: int) -> list[dict]:
+    """Gate rows of one seed's encoders: the 5-NN accuracy of the validation images' codes (a k-NN classifier
+    fitted on the pool's codes and labels), and PCA of the pixels to each code size as the reference."""
+    rows = []
+    for e, model in view.models.items():
+        rows += gates.knn_gate(view.codes[e], view.pool.y, encode_all(model, val.x), val.y,
+                               instrument=encoder_instrument(e, latent), dataset=dataset, seed=seed)
+    for dims in sorted({z.shape[1] for z in view.codes.values()}):
+        rows += gates.pca_knn_reference(view.pool.x, view.pool.y, val.x, val.y, dims=dims, dataset=dataset, seed=seed)
+    return rows
 
 
 def run_seed(task: dict) -> list[dict]:
-    """Every budget and arm of one dataset and seed (see the module docstring): tidy result rows."""
+    """Every budget and arm of one dataset and seed (see the module docstring): tidy result rows and gate rows.
+    A task with `budget` 2 is a convergence task (`run_doubled`)."""
+    if task.get("budget", 1) != 1:
+        return run_doubled(task)
     cfg, dataset, seed = task["cfg"], task["dataset"], task["seed"]
     pool, test = seed_data(dataset, seed, cfg)
+    val = val_set(dataset, cfg.n_val)
     arms = arms_of(cfg, dataset)
     view = seed_view(pool, arms, cfg, seed)
-    y_pool = pool.y.numpy()
-    rows = []
-    for e, z in view.codes.items():
-        rows += results.rows(dataset, f"{e} codes", seed, {"knn_accuracy": code_knn_accuracy(z, y_pool, seed)},
-                             n_labelled=0, encoder=e, method="codes")
+    rows = encoder_gates(view, val, dataset, seed, cfg.ae_latent)
     for n in budgets_of(cfg, dataset):
         for arm in arms:
             query = pool.subset(select_arm(view, arm, n, seed, cfg))
             encoder, method = parse_arm(arm)
-            rows += results.rows(dataset, arm, seed, query_scores(query, test, cfg.clf, seed), n_labelled=n,
+            rows += results.rows(dataset, arm, seed, query_scores(query, test, cfg.clf, seed, val), n_labelled=n,
                                  encoder=encoder or "", method=method)
     return rows
+
+
+# --------------------------------------------------------------------------- convergence
+
+
+def doubled_tasks(cfg: Config) -> list[dict]:
+    """One convergence task per dataset, on the first seed: {"cfg", "dataset", "seed", "budget": 2}."""
+    return [{"cfg": cfg, "dataset": d, "seed": cfg.seeds[0], "budget": 2} for d in cfg.datasets]
+
+
+def run_doubled(task: dict) -> list[dict]:
+    """One seed at twice the budget: each encoder's 5-NN accuracy (gate rows `knn_accuracy_2x`) and Random's
+    validation accuracy per budget n (result rows `val_accuracy_2x`), on the pool and query sets of `run_seed`."""
+    cfg, dataset, seed = task["cfg"], task["dataset"], task["seed"]
+    pool, _ = seed_data(dataset, seed, cfg)
+    val = val_set(dataset, cfg.n_val)
+    rows = []
+    for e in encoders_of(arms_of(cfg, dataset)):
+        model = fit_encoder(e, pool.x, cfg, seed, factor=2)
+        acc = gates.knn_accuracy(encode_all(model, pool.x), pool.y, encode_all(model, val.x), val.y)
+        rows.append(gates.row(encoder_instrument(e, cfg.ae_latent), dataset, seed, "knn_accuracy_2x", acc))
+    view = SeedView(pool, {}, None, {})
+    for n in budgets_of(cfg, dataset):
+        query = pool.subset(select_arm(view, BASELINE, n, seed, cfg))
+        fitted = fit_classifier(query, None, cfg.clf.scaled(2), seed)
+        acc = float(evaluate(fitted.model, val, task=val.info.task)["accuracy"])
+        rows += results.rows(dataset, BASELINE, seed, {"val_accuracy_2x": acc}, n_labelled=n, encoder="",
+                             method=BASELINE)
+    return rows
+
+
+def classifier_check(n: int) -> str:
+    """The check name of the classifier's convergence gate at budget n (its rows add '_2x' and '_change')."""
+    return f"val_accuracy (n_labelled = {n})"
+
+
+def _first(values: pd.Series) -> float:
+    return float(values.iloc[0]) if len(values) else float("nan")
+
+
+def _doubled_seed(more: pd.DataFrame, once: pd.DataFrame) -> int:
+    """The seed the budget was doubled for (the first seed when no doubled row exists)."""
+    return int(more["seed"].iloc[0]) if len(more) else int(once["seed"].min())
+
+
+def encoder_convergence(instruments: pd.DataFrame, tol: float = TOL) -> list[dict]:
+    """`knn_accuracy_change` rows (`gates.converged_gate`): per encoder and dataset, how far the 5-NN accuracy of the
+    doubled seed moves from its budget to twice its epochs; passes below tol. NaN (failed) without a doubled row."""
+    knn = instruments[instruments["check"].isin(["knn_accuracy", "knn_accuracy_2x"])
+                      & ~instruments["instrument"].str.startswith("pca-")]
+    rows = []
+    for (inst, ds), g in knn.groupby(["instrument", "dataset"], sort=False):
+        more, once = g[g["check"] == "knn_accuracy_2x"], g[g["check"] == "knn_accuracy"]
+        seed = _doubled_seed(more, once)
+        rows += gates.converged_gate(_first(once[once["seed"] == seed]["value"]), _first(more["value"]),
+                                     instrument=inst, dataset=ds, seed=seed, check="knn_accuracy", tol=tol)[2:]
+    return rows  # [2:]: the values at 1x and 2x are rows of the table already
+
+
+def classifier_convergence(results_: pd.DataFrame, tol: float = TOL) -> list[dict]:
+    """`gates.converged_gate` rows of instrument 'classifier' per dataset and budget n (`classifier_check`):
+    Random's validation accuracy at the budget and at `ClfConfig.scaled(2)` on the doubled seed, which passes when it
+    moves by less than max(tol, its sd over seeds). NaN (failed) without a doubled row."""
+    val = results_[(results_["arm"] == BASELINE) & results_["metric"].isin(["val_accuracy", "val_accuracy_2x"])]
+    rows = []
+    for (ds, n), g in val.groupby(["dataset", "n_labelled"], sort=False):
+        more, once = g[g["metric"] == "val_accuracy_2x"], g[g["metric"] == "val_accuracy"]
+        seed = _doubled_seed(more, once)
+        sd = float(once["value"].std(ddof=1)) if len(once) > 1 else None
+        rows += gates.converged_gate(_first(once[once["seed"] == seed]["value"]), _first(more["value"]),
+                                     instrument=CLASSIFIER, dataset=ds, seed=seed, check=classifier_check(int(n)),
+                                     tol=tol, seed_sd=sd)
+    return rows
+
+
+def convergence_gates(results_: pd.DataFrame, instruments: pd.DataFrame, tol: float = TOL) -> pd.DataFrame:
+    """The convergence gates of a grid with its `doubled_tasks`, from its two tables: the encoders' and the
+    classifier's, as one table of `latentlab.gates` rows (join it to the grid's instruments)."""
+    return gates.table(encoder_convergence(instruments, tol), classifier_convergence(results_, tol))
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def gates_at(instruments: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The gate rows that bear on claims at budget n: every encoder's, and the classifier's at n only."""
+    clf = (instruments["instrument"] == CLASSIFIER).to_numpy()
+    at_n = instruments["check"].astype(str).str.match(rf"{re.escape(classifier_check(n))}(_|$)").to_numpy()
+    return instruments[~clf | at_n]
+
+
+def verdicts(results_: pd.DataFrame, claims, instruments: pd.DataFrame, metric="accuracy") -> pd.DataFrame:
+    """`stats.compare` by dataset and budget n, each n with its own gates (`gates_at`), joined into one family
+    (`stats.one_family`). results_: rows with n_labelled > 0 are compared."""
+    runs = results_[results_["n_labelled"] > 0]
+    tables = [stats.compare(part, claims, metric=metric, by=["dataset", "n_labelled"],
+                            instruments=gates_at(instruments, int(n)))
+              for n, part in runs.groupby("n_labelled", sort=True)]
+    if not tables:
+        raise ValueError("No results with n_labelled > 0 to compare.")
+    return stats.one_family(*tables)

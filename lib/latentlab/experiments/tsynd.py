@@ -10,6 +10,17 @@ the initial weights, the training schedule and the autoencoder.
 
 A task is {"cfg": Config, "dataset": "<name>@<share>%", "seed": s} (plus "eps_rel" for `run_seed`, see
 `seed_tasks`); `run_seed` reads the seed's data once (`seed_data`) and hands it down.
+
+Instruments (`latentlab.gates`; `run_seed` returns their rows beside its results, `grid.tables` splits them):
+
+* "autoencoder": `reconstruction_gate` of the seed's autoencoder on a fixed draw of `GATE_IMAGES` test images of the
+  setting's dataset (`data.fixed_subset`: the same images for every seed), judged by the dataset's oracle;
+* "classifier": every run records its kept validation check (`best_epoch`) and the validation accuracy and AUC of
+  the kept model; a synthetic arm validates only from its first synthetic epoch on
+  (`train.Hooks(validate_from=...)`), so it can never keep a model trained on real images alone, and the gate row
+  `kept_minus_first_synthetic_epoch` (the smallest difference over the seed's synthetic arms, >= 0) says so. The
+  convergence gate retrains the first seed's baseline at 2x the updates (`baseline_2x`, one task per setting) and
+  `convergence_gates` compares the two validation accuracies (`gates.converged_gate`, tol 0.01 or the seed sd).
 """
 
 from __future__ import annotations
@@ -21,19 +32,20 @@ import pandas as pd
 import torch
 from torch import nn
 
-from latentlab import data, grid, results
+from latentlab import data, gates, grid, results
 from latentlab.config import ClfConfig, OracleConfig, Params
 from latentlab.metrics import classification_metrics, mutual_information
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, decode_all, encode_all, epochs_for, fit_autoencoder
 from latentlab.oracle import Oracle, train_oracle
 from latentlab.perturb import robustness, standard_perturbations
 from latentlab.samplers.tsynd import MODES, latent_radius, synthesise
-from latentlab.train import Hooks, Schedule, fit_classifier, mc_predict, predict_proba
+from latentlab.train import FitResult, Hooks, Schedule, fit_classifier, mc_predict, predict_proba, schedule
 from latentlab.utils import batched
 
 ARMS = ("baseline", "recon-only", "random-latent", "tsynd-entropy", "tsynd-mi")
 SYNTHESIS = ("tsynd-mi", "tsynd-entropy", "random-latent")
 AE_DATA = ("all", "labelled")
+GATE_IMAGES = 1000  # held-out test images of the reconstruction gate (fewer where the test split is smaller)
 
 
 @dataclass(frozen=True)
@@ -145,10 +157,24 @@ def train_autoencoder(task: dict) -> list[dict]:
 
 
 def fit_arm(cfg: Config, labelled: data.Dataset, val: data.Dataset, seed: int,
-            synthetic: LatentAugmenter | None = None) -> nn.Module:
+            synthetic: LatentAugmenter | None = None) -> FitResult:
     """Every arm's classifier: cfg.clf on the labelled images (same schedule and initial weights for every arm of
-    a seed), with the arm's synthetic images joining from the epoch its augmenter says."""
-    return fit_classifier(labelled, val, cfg.clf, seed, hooks=Hooks(synthetic=synthetic)).model
+    a seed), with the arm's synthetic images joining from the epoch its augmenter says. A synthetic arm validates
+    only from that epoch on, so the kept model has trained on synthetic images (FitResult.best_epoch >= it)."""
+    start = 0 if synthetic is None else first_synthetic_epoch(cfg, synthetic, len(labelled))
+    return fit_classifier(labelled, val, cfg.clf, seed, hooks=Hooks(synthetic=synthetic, validate_from=start))
+
+
+def first_synthetic_epoch(cfg: Config, aug: LatentAugmenter, n_labelled: int) -> int:
+    """The epoch of an augmenter's first synthetic batch on the schedule cfg.clf gives n_labelled images."""
+    return aug.start_epoch(schedule(n_labelled, cfg.clf))
+
+
+def kept_check(fitted: FitResult) -> dict[str, float]:
+    """The kept validation check of a run: its epoch and the validation accuracy and AUC of the kept model."""
+    kept = next(r for r in fitted.history if r["epoch"] == fitted.best_epoch)
+    return {"best_epoch": fitted.best_epoch, "val_accuracy": kept.get("val_accuracy", float("nan")),
+            "val_auc": kept.get("val_auc", float("nan"))}
 
 
 # --------------------------------------------------------------------------- synthetic images during training
@@ -249,18 +275,78 @@ def seed_tasks(cfg: Config, eps_rel: dict[str, float]) -> list[dict]:
     return [t | {"eps_rel": eps_rel[t["dataset"]]} for t in grid.tasks(cfg, dataset=cfg.datasets, seed=cfg.seeds)]
 
 
+def autoencoder_gate(judge: Oracle, ae: ConvAutoencoder, d: SeedData) -> list[dict]:
+    """The "autoencoder" gate rows of a seed: its reconstructions of (at most) GATE_IMAGES fixed test images,
+    judged by the dataset's oracle (labels kept: >= 0.8 x the real images' accuracy; MSE <= 0.6 x the mean
+    image's)."""
+    held = data.fixed_subset(d.test, GATE_IMAGES)
+    return gates.reconstruction_gate(judge, held.x, held.y, decode_all(ae, encode_all(ae, held.x)),
+                                     instrument="autoencoder", dataset=d.entry, seed=d.seed)
+
+
+def selection_gate(entry: str, seed: int, margins: list[int]) -> list[dict]:
+    """The "classifier" gate row of a seed: the smallest kept epoch minus first synthetic epoch over its synthetic
+    arms (margins); passes when >= 0 (no synthetic arm kept a model from before its first synthetic batch)."""
+    if not margins:
+        return []
+    low = min(margins)
+    return [gates.row("classifier", entry, seed, "kept_minus_first_synthetic_epoch", low, 0, passed=low >= 0)]
+
+
 def run_seed(task: dict) -> list[dict]:
-    """Every arm of one (dataset setting, seed): tidy rows (dataset, arm, seed, metric, value)."""
+    """Every arm of one (dataset setting, seed): tidy rows (dataset, arm, seed, metric, value), then the seed's
+    gate rows (instrument, dataset, seed, check, value, threshold, passed)."""
     cfg, d = task["cfg"], seed_data(task["dataset"], task["seed"])
     judge, (ae, radius) = train_oracle(parse_entry(d.entry)[0], cfg.oracle), autoencoder_for(cfg, d)
-    rows = []
+    rows, margins = [], []
     for arm in cfg.arms:
         aug = None if arm == "baseline" else augmenter(cfg, arm, ae, radius, d.labelled, task["eps_rel"], d.seed)
-        metrics = evaluate_all(cfg, fit_arm(cfg, d.labelled, d.val, d.seed, synthetic=aug), d.test)
-        if aug is not None and aug.current is not None:
-            metrics |= synthetic_validity(judge, ae, aug)
+        fitted = fit_arm(cfg, d.labelled, d.val, d.seed, synthetic=aug)
+        metrics = evaluate_all(cfg, fitted.model, d.test) | kept_check(fitted)
+        if aug is not None:
+            start = first_synthetic_epoch(cfg, aug, len(d.labelled))
+            metrics["first_synthetic_epoch"] = start
+            margins.append(fitted.best_epoch - start)
+            if aug.current is not None:
+                metrics |= synthetic_validity(judge, ae, aug)
         rows += results.rows(d.entry, arm, d.seed, metrics)
-    return rows + results.rows(d.entry, "autoencoder", d.seed, {"latent_radius": radius})
+    rows += results.rows(d.entry, "autoencoder", d.seed, {"latent_radius": radius})
+    return rows + autoencoder_gate(judge, ae, d) + selection_gate(d.entry, d.seed, margins)
+
+
+# --------------------------------------------------------------------------- classifier convergence
+
+
+def convergence_tasks(cfg: Config) -> list[dict]:
+    """One task per dataset setting: the first seed's baseline, to be retrained at 2x the updates."""
+    return grid.tasks(cfg, dataset=cfg.datasets, seed=cfg.seeds[:1])
+
+
+def baseline_2x(task: dict) -> list[dict]:
+    """Grid task: the setting's baseline of task['seed'] retrained at 2 x cfg.clf.steps; result rows (arm
+    "baseline") `val_accuracy_2x`, `val_auc_2x` and `best_epoch_2x` of the kept model."""
+    cfg, d = task["cfg"], seed_data(task["dataset"], task["seed"])
+    fitted = fit_classifier(d.labelled, d.val, cfg.clf.replace(steps=2 * cfg.clf.steps), d.seed)
+    return results.rows(d.entry, "baseline", d.seed, {f"{k}_2x": v for k, v in kept_check(fitted).items()})
+
+
+def convergence_gates(results_df: pd.DataFrame, more: pd.DataFrame, tol: float = 0.01) -> list[dict]:
+    """The "classifier" convergence gate per setting: the baseline's validation accuracy at the budget used
+    (`results_df`, run_seed's rows) against the same seed at 2x the updates (`more`, baseline_2x's rows), passing
+    when they differ by less than max(tol, the sd over seeds of the baseline's validation accuracy)."""
+    base = results_df[(results_df["arm"] == "baseline") & (results_df["metric"] == "val_accuracy")]
+    twice = more[more["metric"] == "val_accuracy_2x"]
+    if twice.empty:
+        raise ValueError("`more` holds no val_accuracy_2x rows (from baseline_2x).")
+    rows = []
+    for r in twice.itertuples():
+        runs = base[base["dataset"] == r.dataset].set_index("seed")["value"]
+        if r.seed not in runs.index:
+            raise ValueError(f"No baseline val_accuracy of {r.dataset}, seed {r.seed}, to compare with 2x.")
+        sd = float(runs.std(ddof=1)) if len(runs) > 1 else None
+        rows += gates.converged_gate(runs[r.seed], r.value, instrument="classifier", dataset=r.dataset, seed=r.seed,
+                                     check="val_accuracy", tol=tol, seed_sd=sd)
+    return rows
 
 
 # --------------------------------------------------------------------------- choosing eps by the label-flip rate
@@ -274,7 +360,7 @@ def flip_sweep(task: dict) -> list[dict]:
     A flip counts among images whose plain reconstruction the judge labels correctly: flips caused by the move.
     """
     cfg, d = task["cfg"], seed_data(task["dataset"], task["cfg"].eps_seed)
-    clf, judge = fit_arm(cfg, d.labelled, d.val, d.seed), train_oracle(parse_entry(d.entry)[0], cfg.oracle)
+    clf, judge = fit_arm(cfg, d.labelled, d.val, d.seed).model, train_oracle(parse_entry(d.entry)[0], cfg.oracle)
     ae, radius = autoencoder_for(cfg, d)
     gen = torch.Generator().manual_seed(d.seed)
     src = torch.randperm(len(d.train), generator=gen)[:cfg.flip_sources]

@@ -8,7 +8,20 @@ classifier):
   * per arm and classifier one fit on real + synthetic images (kNN and SVM from scikit-learn on pixels; the CNN of
     `latentlab.train.fit_classifier`, seeded, so every arm of a seed starts from the same weights),
 and returns tidy rows (dataset = `name@budget`, arm, seed, metric, value, plus `classifier`, `strength` and
-`n_per_image`).
+`n_per_image`; the CNN's runs add `val_accuracy` and `best_epoch`, the kept validation check) together with the
+quality gates of that seed's instruments (`latentlab.gates` rows, told apart by their `instrument` key; split them
+with `latentlab.grid.tables`):
+  * "vae": `reconstruction_gate` on GATE_IMAGES fixed test images (the same for every seed): the oracle recognises
+    the reconstructions at least 0.8 x as often as the real images, and their MSE is at most 0.6 x the mean image's;
+  * "vae-augmentations:<operation>" (`augmentation_instrument`), per latent arm: the decoded augmentations keep their
+    source's label, to the oracle, at least LABEL_RATIO = 0.8 x as often as it labels the real images correctly
+    (`label_agreement`; the coverage row of `sample_gate` does not apply: the augmentations are made per class, from
+    the labelled images), and, where their class mix is within MAX_CLASS_MIX_GAP of the real images' (total
+    variation), the Frechet gap of `sample_gate` on at most GATE_SAMPLES of them (`fd_gap_closed` >= 0.7).
+Every CNN trains with `Hooks(validate_from=FIRST_SYNTHETIC_EPOCH)`: the synthetic set is made before training and
+joins every epoch, so no kept model predates the first synthetic batch. The CNN's convergence ("classifier") is a
+small grid of its own: `convergence_rows` retrains the first seed's baseline at 2x its budget per setting, and
+`classifier_gates` turns that and the seeds' validation accuracies into `converged_gate` rows.
 
 `tune_seed` is the validation sweep that chooses each arm's strength (gamma or lambda) and synthetic images per
 labelled image; `choose` turns its rows into the settings the test runs use. The test split is never looked at there.
@@ -26,14 +39,14 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
 
-from latentlab import data, grid, results
+from latentlab import data, gates, grid, results
 from latentlab.config import ClfConfig, OracleConfig, Params
 from latentlab.data import Dataset
 from latentlab.metrics import classification_metrics
-from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, epochs_for, fit_autoencoder
+from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, epochs_for, fit_autoencoder, reconstruct
 from latentlab.oracle import Oracle, train_oracle
 from latentlab.samplers import vae_augmentation as augment
-from latentlab.train import fit_classifier, predict_proba
+from latentlab.train import FitResult, Hooks, fit_classifier, predict_proba
 
 CLASSIFIERS = ("knn", "svm", "cnn")
 LATENT_ARMS = tuple(f"latent-{op}" for op in augment.OPS)
@@ -41,6 +54,13 @@ IMAGE_ARMS = tuple(f"image-{op}" for op in augment.OPS)
 ARMS = ("baseline", *LATENT_ARMS, *IMAGE_ARMS, "affine")
 AE_DATA = ("all", "labelled")
 LABELLED_VAE = " (labelled VAE)"  # suffix of the settings whose VAE saw the labelled subset only
+VAE = "vae"  # the instrument of the VAE's reconstructions
+CLASSIFIER = "classifier"  # the instrument of the CNN's convergence
+GATE_IMAGES = 1000  # held-out real images of the reconstruction gate (a fixed test subset, the same for every seed)
+GATE_SAMPLES = 1000  # at most this many decoded augmentations in the Frechet gate
+LABEL_RATIO = 0.8  # augmentations keep their label at least this x as often as the oracle labels real images right
+MAX_CLASS_MIX_GAP = 0.1  # total variation between the class mixes beyond which the Frechet gate is not measured
+FIRST_SYNTHETIC_EPOCH = 0  # the synthetic set joins the training set from the first epoch
 
 Choice = tuple[float, int]  # (strength: gamma or lambda, synthetic images per labelled image)
 
@@ -197,13 +217,25 @@ def sklearn_probs(kind: str, x: torch.Tensor, y: torch.Tensor, x_eval: torch.Ten
     return e / e.sum(1, keepdims=True)
 
 
-def classifier_probs(kind: str, train: Dataset, val: Dataset, x_eval: torch.Tensor, seed: int,
-                     cfg: Config) -> np.ndarray:
-    """Fit one classifier on `train` (real + synthetic) and return its class probabilities on x_eval."""
+def fit_cnn(train: Dataset, val: Dataset, seed: int, clf: ClfConfig) -> FitResult:
+    """The seeded CNN on `train` (real + synthetic), no validation check before FIRST_SYNTHETIC_EPOCH."""
+    return fit_classifier(train, val, clf, seed, hooks=Hooks(validate_from=FIRST_SYNTHETIC_EPOCH))
+
+
+def kept_check(fitted: FitResult) -> dict[str, float]:
+    """The kept validation check of a CNN: its validation accuracy and epoch (`best_epoch`)."""
+    row = next(r for r in fitted.history if r["epoch"] == fitted.best_epoch)
+    return {"val_accuracy": row["val_accuracy"], "best_epoch": fitted.best_epoch}
+
+
+def classifier_run(kind: str, train: Dataset, val: Dataset, x_eval: torch.Tensor, seed: int,
+                   cfg: Config) -> tuple[np.ndarray, dict[str, float]]:
+    """Fit one classifier on `train` (real + synthetic): its class probabilities on x_eval and, for the CNN, its kept
+    validation check (`kept_check`; kNN and SVM keep no model from several, so none)."""
     if kind in ("knn", "svm"):
-        return sklearn_probs(kind, train.x, train.y, x_eval, train.n_classes, cfg)
-    fitted = fit_classifier(train, val, cfg.clf, seed)
-    return predict_proba(fitted.model, x_eval, task=train.info.task).numpy()
+        return sklearn_probs(kind, train.x, train.y, x_eval, train.n_classes, cfg), {}
+    fitted = fit_cnn(train, val, seed, cfg.clf)
+    return predict_proba(fitted.model, x_eval, task=train.info.task).numpy(), kept_check(fitted)
 
 
 def with_synthetic(lab: Dataset, x: torch.Tensor, y: torch.Tensor) -> Dataset:
@@ -211,27 +243,82 @@ def with_synthetic(lab: Dataset, x: torch.Tensor, y: torch.Tensor) -> Dataset:
     return Dataset(torch.cat([lab.x, x]), torch.cat([lab.y, y]), lab.info)
 
 
+# --------------------------------------------------------------------------- the instruments' gates
+
+
+def augmentation_instrument(arm: str) -> str:
+    """The instrument of a latent arm's decoded augmentations: 'latent-noise' -> 'vae-augmentations:noise'."""
+    if arm not in LATENT_ARMS:
+        raise ValueError(f"Only latent arms decode augmentations ({', '.join(LATENT_ARMS)}); got {arm!r}.")
+    return "vae-augmentations:" + arm.split("-", 1)[1]
+
+
+def vae_gate(vae: ConvAutoencoder, oracle: Oracle, splits: Splits, *, dataset: str, seed: int) -> list[dict]:
+    """`gates.reconstruction_gate` of a VAE on GATE_IMAGES fixed test images (instrument "vae")."""
+    held = data.fixed_subset(splits.test, GATE_IMAGES)
+    return gates.reconstruction_gate(oracle, held.x, held.y, reconstruct(vae, held.x), instrument=VAE,
+                                     dataset=dataset, seed=seed)
+
+
+def frechet_reference(splits: Splits, n: int) -> Dataset:
+    """The real images of a Frechet gate of n samples: the fixed test subset when it holds 2n of them, else a fixed
+    subset of 2n training images (all of them when the split is smaller)."""
+    return splits.test if len(splits.test) >= 2 * n else data.fixed_subset(splits.train, 2 * n)
+
+
+def class_mix_gap(y_a, y_b, n_classes: int) -> float:
+    """Total variation distance between the class mixes of two label sets (0: the same shares, 1: disjoint)."""
+    shares = [np.bincount(np.asarray(y), minlength=n_classes)[:n_classes] / len(y) for y in (y_a, y_b)]
+    return float(0.5 * np.abs(shares[0] - shares[1]).sum())
+
+
+def augmentation_gate(arm: str, x: torch.Tensor, y: torch.Tensor, oracle: Oracle, splits: Splits, acc_real: float,
+                      *, dataset: str, seed: int) -> list[dict]:
+    """The gate rows of one latent arm's decoded augmentations x (labels y, their sources'), instrument
+    `augmentation_instrument(arm)`: `label_agreement` (the oracle gives them their source's label at least
+    LABEL_RATIO x acc_real, its accuracy on real test images), the reported `class_mix_gap` to the real images,
+    and, when that gap is at most MAX_CLASS_MIX_GAP, `sample_gate`'s rows on at most GATE_SAMPLES of them (a fixed
+    draw) without its coverage row (`min_class_share`: per-class augmentations cover what the labelled set holds)."""
+    at = dict(instrument=augmentation_instrument(arm), dataset=dataset, seed=seed)
+    agree = oracle.agreement(x, y)
+    rows = [gates.row(**at, check="label_agreement", value=agree, threshold=LABEL_RATIO * acc_real,
+                      passed=agree >= LABEL_RATIO * acc_real)]
+    n = min(len(x), GATE_SAMPLES, len(splits.train) // 2)
+    real = frechet_reference(splits, n)
+    gap = class_mix_gap(y, real.y, real.n_classes)
+    rows.append(gates.row(**at, check="class_mix_gap", value=gap))
+    if gap > MAX_CLASS_MIX_GAP:
+        return rows
+    keep = np.sort(np.random.default_rng(0).permutation(len(x))[:n])
+    fd = gates.sample_gate(oracle, x[keep], real.x, n_classes=real.n_classes, **at)
+    return rows + [r for r in fd if r["check"] != "min_class_share"]
+
+
 # --------------------------------------------------------------------------- one seed
 
 
 def arm_rows(arm: str, setting: str, seed: int, lab: Dataset, vae: ConvAutoencoder, choice: Choice, splits: Splits,
-             oracle: Oracle, cfg: Config) -> list[dict]:
-    """Validity of one arm's synthetic set, then every classifier's test metrics on real + synthetic images."""
+             oracle: Oracle, cfg: Config, acc_real: float) -> list[dict]:
+    """Validity of one arm's synthetic set (and, for a latent arm, its gate rows, `augmentation_gate`), then every
+    classifier's test metrics on real + synthetic images (the CNN's with its kept validation check)."""
     x, y = synthesise(arm, lab, vae, *choice, seed, cfg)
     extra = {"strength": choice[0], "n_per_image": choice[1]}
     rows = [] if arm == "baseline" else results.rows(setting, arm, seed, {"label_validity": oracle.agreement(x, y)},
                                                      classifier="oracle", **extra)
+    if arm in LATENT_ARMS:
+        rows += augmentation_gate(arm, x, y, oracle, splits, acc_real, dataset=setting, seed=seed)
     train = with_synthetic(lab, x, y)
     for kind in cfg.classifiers:
-        probs = classifier_probs(kind, train, splits.val, splits.test.x, seed, cfg)
-        metrics = classification_metrics(splits.test.y, probs, splits.test.info.task)
+        probs, kept = classifier_run(kind, train, splits.val, splits.test.x, seed, cfg)
+        metrics = classification_metrics(splits.test.y, probs, splits.test.info.task) | kept
         rows += results.rows(setting, arm, seed, metrics, classifier=kind, **extra)
     return rows
 
 
 def run_seed(task: dict) -> list[dict]:
-    """Every setting of one dataset in cfg.datasets, every arm and classifier, for one seed; tidy rows (see the
-    module docstring). task: {"cfg", "dataset", "seed", "choice": {arm: (strength, n_per_image)}} (`tasks`).
+    """Every setting of one dataset in cfg.datasets, every arm and classifier, for one seed: result rows and the gate
+    rows of the seed's VAE (`vae_gate`, per setting) and of its latent arms' augmentations (see the module
+    docstring). task: {"cfg", "dataset", "seed", "choice": {arm: (strength, n_per_image)}} (`tasks`).
 
     With cfg.ae_data='labelled' each budget gets a VAE of its own labelled subset, and the rows' dataset is the
     setting suffixed LABELLED_VAE (a setting of its own).
@@ -243,8 +330,12 @@ def run_seed(task: dict) -> list[dict]:
         lab = labelled_subset(splits.train, parse_setting(setting)[1], seed)
         vae = fit_vae(splits, seed, cfg, lab)
         label = setting + LABELLED_VAE if cfg.ae_data == "labelled" else setting
+        vae_rows = vae_gate(vae, oracle, splits, dataset=label, seed=seed)
+        acc_real = next(r["value"] for r in vae_rows if r["check"] == "oracle_accuracy_real")
+        rows += vae_rows
         for arm in cfg.arms:
-            rows += arm_rows(arm, label, seed, lab, vae, tuple(choice.get(arm, (0.0, 0))), splits, oracle, cfg)
+            rows += arm_rows(arm, label, seed, lab, vae, tuple(choice.get(arm, (0.0, 0))), splits, oracle, cfg,
+                             acc_real)
     return rows
 
 
@@ -255,6 +346,38 @@ def tasks(cfg: Config, chosen: dict[str, dict[str, Choice]]) -> list[dict]:
     configs = [cfg] + ([labelled_variant(cfg)] if cfg.labelled_vae_settings else [])
     return [task | {"choice": choice_for(chosen, task["dataset"])}
             for c in configs for task in grid.tasks(c, seed=c.seeds, dataset=dataset_names(c.datasets))]
+
+
+def convergence_tasks(cfg: Config) -> list[dict]:
+    """The CNN's convergence grid: one task per setting of cfg.datasets (none without 'cnn' in cfg.classifiers). The
+    labelled-VAE settings train the same baselines and share their setting's task."""
+    return grid.tasks(cfg, setting=cfg.datasets) if "cnn" in cfg.classifiers else []
+
+
+def convergence_rows(task: dict) -> list[dict]:
+    """The first seed's baseline CNN of one setting retrained at 2x its budget (`ClfConfig.scaled(2)`): one result
+    row (arm 'baseline', classifier 'cnn', metric `val_accuracy` of the kept check) for `classifier_gates`."""
+    cfg, setting = task["cfg"], task["setting"]
+    name, budget = parse_setting(setting)
+    splits, seed = load_splits(name, cfg), cfg.seeds[0]
+    fitted = fit_cnn(labelled_subset(splits.train, budget, seed), splits.val, seed, cfg.clf.scaled(2))
+    return results.rows(setting, "baseline", seed, {"val_accuracy": kept_check(fitted)["val_accuracy"]},
+                        classifier="cnn")
+
+
+def classifier_gates(runs: pd.DataFrame, doubled: pd.DataFrame, tol: float = 0.01) -> list[dict]:
+    """`gates.classifier_convergence` (instrument "classifier", checks `val_accuracy[_2x|_change] (classifier =
+    cnn)`) of the baseline CNN per setting of `runs` (the experiment's results): the first seed's validation accuracy
+    against the same run at 2x (`doubled`, the rows of `convergence_rows`), gated against max(tol, the seed sd of the
+    setting's baseline). A labelled-VAE setting trains the same baselines and uses its setting's 2x run. Settings
+    without one get no rows (their CNN claims then read 'not tested: classifier not measured')."""
+    if doubled.empty:  # no CNN in the grid
+        return []
+    base = runs[(runs["arm"] == "baseline") & (runs["classifier"] == "cnn")]
+    labelled = [s for s in dict.fromkeys(base["dataset"]) if s.endswith(LABELLED_VAE)]
+    more = pd.concat([doubled, *(doubled[doubled["dataset"] == s.removesuffix(LABELLED_VAE)].assign(dataset=s)
+                                 for s in labelled)], ignore_index=True)
+    return gates.classifier_convergence(base, more, setting="classifier", tol=tol, instrument=CLASSIFIER)
 
 
 def oracle_rows(task: dict) -> list[dict]:

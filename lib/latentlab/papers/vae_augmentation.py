@@ -3,12 +3,22 @@
 Table 2 reports UJIPEN test accuracy (%) per classifier and generation method (latent space). The notebook tests
 three claims against it: interpolation helps most, kNN gains most, noise can hurt the neural network; the effects
 below are the paper's differences in accuracy points, the unit of `latentlab.stats.compare`.
+
+Every claim names the instruments it rests on (`instruments_for`): a claim about a latent arm rests on the seed's VAE
+("vae") and on that arm's decoded augmentations ("vae-augmentations:<operation>"); a claim about the CNN also rests
+on its convergence ("classifier"); kNN and SVM on pixel-space or affine arms rest on none. Because a Claim's
+instruments hold for every group it is compared in, `compare_per_classifier` runs one comparison per classifier and
+joins them into one family.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
+from latentlab import stats
+from latentlab.experiments.vae_augmentation import CLASSIFIER, LATENT_ARMS, VAE, augmentation_instrument
 from latentlab.stats import Claim, summary_table
 
 # The paper's Table 2: UJIPEN test accuracy (%), classifier x generation method (latent space).
@@ -25,10 +35,35 @@ def paper_effect(a: str, b: str, classifier: str) -> float:
     return round(PAPER_TABLE2[classifier][a] - PAPER_TABLE2[classifier][b], 2)
 
 
-def paper_claims(settings: list[str], pairs: list[tuple[str, str]]) -> list[Claim]:
-    """One Claim per pair of Table-2 arms, the paper's effect given per (setting, classifier) group, for
-    `latentlab.stats.compare(..., by=['dataset', 'classifier'])`."""
-    return [Claim(a, b, {(s, c): paper_effect(a, b, c) for s in settings for c in PAPER_TABLE2}) for a, b in pairs]
+def instruments_for(arms: Sequence[str], classifier: str | None = None) -> tuple[str, ...]:
+    """The instruments a claim on these arms rests on: "vae" and `augmentation_instrument` of each latent arm, and
+    "classifier" when the classifier is the CNN (kNN and SVM keep no model from several validation checks)."""
+    latent = [a for a in arms if a in LATENT_ARMS]
+    names = ([VAE] if latent else []) + [augmentation_instrument(a) for a in latent]
+    return tuple(dict.fromkeys(names + ([CLASSIFIER] if classifier == "cnn" else [])))
+
+
+def paper_claims(settings: list[str], pairs: list[tuple[str, str]], classifier: str | None = None) -> list[Claim]:
+    """One Claim per pair of arms for `latentlab.stats.compare(..., by=['dataset', 'classifier'])`: the paper's
+    effect per (setting, classifier) group when both arms are in Table 2 (else none, the claimed side a > b), for
+    one classifier (its instruments, `instruments_for`) or, with classifier None, every Table-2 classifier."""
+    classifiers = PAPER_CLASSIFIERS if classifier is None else (classifier,)
+
+    def effects(a: str, b: str):
+        in_table = all(arm in PAPER_TABLE2["svm"] for arm in (a, b)) and set(classifiers) <= set(PAPER_TABLE2)
+        return {(s, c): paper_effect(a, b, c) for s in settings for c in classifiers} if in_table else None
+
+    return [Claim(a, b, effects(a, b), instruments=instruments_for((a, b), classifier)) for a, b in pairs]
+
+
+def compare_per_classifier(results: pd.DataFrame, settings: list[str], pairs: list[tuple[str, str]],
+                           classifiers: Sequence[str], *, metric: str = "accuracy",
+                           instruments: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`stats.compare` by (dataset, classifier), one call per classifier so that each classifier's claims rest on
+    its own instruments, joined into one family (`stats.one_family`)."""
+    tables = [stats.compare(results[results["classifier"] == c], paper_claims(settings, pairs, c), metric=metric,
+                            by=["dataset", "classifier"], instruments=instruments) for c in classifiers]
+    return stats.one_family(*tables)
 
 
 def gains(results: pd.DataFrame, arm: str, baseline: str = "baseline", metric: str = "accuracy") -> pd.DataFrame:
@@ -40,11 +75,22 @@ def gains(results: pd.DataFrame, arm: str, baseline: str = "baseline", metric: s
     return out.assign(metric=f"{arm} gain")
 
 
-def knn_gains_most_claims(arm: str = "latent-interpolation") -> list[tuple[str, str, float]]:
+def knn_gains_most_claims(arm: str = "latent-interpolation") -> list[Claim]:
     """Claim 2, kNN gains most: kNN's gain from `arm` minus the SVM's and the CNN's, with the paper's differences
-    (claims on the classifier 'arms' of `gains`)."""
+    (claims on the classifier 'arms' of `gains`), resting on the instruments of `arm` and of both classifiers."""
     knn = paper_effect(arm, "baseline", "knn")
-    return [("knn", other, knn - paper_effect(arm, "baseline", other)) for other in ("svm", "cnn")]
+    return [Claim("knn", other, knn - paper_effect(arm, "baseline", other), instruments=instruments_for([arm], other))
+            for other in ("svm", "cnn")]
+
+
+def ledger_rows(family: pd.DataFrame) -> pd.DataFrame:
+    """A verdict family with the classifier written into the claim ('latent-noise − baseline (knn)') where the rows
+    have one, so that `latentlab.ledger.claims` tells the classifiers' rows apart."""
+    if "classifier" not in family:
+        return family
+    named = family["classifier"].notna()
+    return family.assign(comparison=family["comparison"].where(~named, family["comparison"] + " ("
+                                                               + family["classifier"].astype(str) + ")"))
 
 
 def beside_paper(results: pd.DataFrame, arms: list[str], metric: str = "accuracy") -> pd.DataFrame:
