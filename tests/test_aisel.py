@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from latentlab import data, grid, oracle
+from latentlab import data, gates, grid, oracle
 from latentlab.config import ClfConfig, OracleConfig
 from latentlab.experiments import aisel
 from latentlab.papers import aisel as paper
+from latentlab.train import fit_classifier
 
 
 def test_class_balance_is_a_normalised_label_entropy():
@@ -24,6 +25,7 @@ def test_the_claims_carry_the_papers_effects_from_its_table():
                        ("aisel+m", "random+M"): -3.0, ("aisel+m", "maxent+m"): None, ("random+M", "random+m"): None}
     assert paper.CLAIMS[3].sign() == -1  # "AISEL close to ten times more random images": a claim below zero
     assert all(c.paper is None and c.sign() == 1 for c in paper.AUC_CLAIMS)
+    assert all(c.instruments == ("gin", "gin-samples", "classifier") for c in paper.CLAIMS + paper.AUC_CLAIMS)
     table = paper.table()
     assert list(table.columns) == ["native", "random+m", "aisel+m", "random+M"]
     assert table.loc["accuracy", "aisel+m"] == 75.60 and set(table.index) == {"accuracy", "sensitivity",
@@ -60,23 +62,93 @@ def tiny(writable_mirror, tmp_path, monkeypatch):
                     monitor="auc", val_checks=2)
     yield aisel.Config(datasets=("breastmnist",), n_labelled={"breastmnist": 40}, seeds=(0, 1), m_small=12,
                        m_large=30, latent_dim=2, gin_width=4, gan_steps=2, n_critic=1, gan_lr=1e-3, gan_batch=16,
-                       encoder_steps=2, oracle=OracleConfig(arch="cnn", width=8, steps=60, max_images=None), clf=clf,
+                       encoder_steps=2, oracle=OracleConfig(arch="cnn", width=8, steps=150, max_images=None), clf=clf,
                        n_candidates=200, sp_iters=3, n_val=60, n_test=100, curve_sizes=(5,), curve_seeds=(0,),
                        workers=1)
     oracle.train_oracle.cache_clear()
 
 
 def test_run_seed_end_to_end_and_its_rows_depend_on_their_coordinates_only(tiny, tmp_path):
-    one = grid.table(aisel.run_seed, grid.tasks(tiny, dataset=tiny.datasets, seed=[0]), workers=1)
+    one, gates_one = grid.tables(aisel.run_seed, grid.tasks(tiny, dataset=tiny.datasets, seed=[0]), workers=1)
     assert list(dict.fromkeys(one.arm)) == ["native", "random+m", "random+M", "aisel+m", "maxent+m"]
     sizes = one.groupby("arm")["n_synthetic"].first().to_dict()
     assert sizes == {"native": 0, "random+m": 12, "random+M": 30, "aisel+m": 12, "maxent+m": 12}
     metrics = set(one[one.arm == "aisel+m"].metric)
-    assert {"accuracy", "auc", "oracle_confidence", "class_balance", "classifier_entropy", "energy_distance"} <= metrics
+    assert {"accuracy", "auc", "oracle_confidence", "class_balance", "classifier_entropy", "energy_distance",
+            "val_accuracy", "best_epoch"} <= metrics
+    assert set(one[one.arm == "native"].metric) >= {"val_accuracy", "best_epoch", "gin_recon_mse"}
     assert len(list(tmp_path.glob("gin-*.pt"))) == 1 and len(list(tmp_path.glob("oracle-*.pt"))) == 1
-    two = grid.table(aisel.run_seed, grid.tasks(tiny, dataset=tiny.datasets, seed=[1, 0]), workers=1)
+    two, gates_two = grid.tables(aisel.run_seed, grid.tasks(tiny, dataset=tiny.datasets, seed=[1, 0]), workers=1)
     assert two[two.seed == 0].reset_index(drop=True).equals(one)  # cached GIN, same rows, whatever the grid
+    assert gates_two[gates_two.seed == 0].reset_index(drop=True).equals(gates_one)  # the gate rows too
     assert len(list(tmp_path.glob("gin-*.pt"))) == 2  # one GIN per seed
+    assert list(gates_two.columns) == list(gates.COLUMNS) and set(gates_two.seed) == {0, 1}
+    checks = gates_two[gates_two.seed == 1].groupby("instrument", sort=False)["check"].apply(list).to_dict()
+    assert checks == {"gin": ["oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse", "recon_mse"],
+                      "gin-samples": ["min_class_share", "mean_confidence", "fd_model", "fd_floor", "fd_ceiling",
+                                      "fd_gap_closed"]}
+    native = one[(one.arm == "native") & (one.metric == "gin_recon_mse")].value.item()
+    assert native == gates_one.query("check == 'recon_mse'").value.item()
+
+
+def test_the_gin_gates_measure_this_seeds_gin_on_fixed_held_out_images(tiny):
+    s = aisel.setup(tiny, "breastmnist", 0)
+    o = oracle.train_oracle("breastmnist", tiny.oracle)
+    rows = pd.DataFrame(aisel.gin_gates(tiny, s, o, "breastmnist")).set_index("check")["value"]
+    held = data.fixed_subset(s.test, aisel.GATE_IMAGES)  # the whole 100-image test subset here
+    assert len(held) == 100
+    by_hand = ((s.gin.reconstruct(held.x) - held.x) ** 2).mean().item()
+    assert rows["recon_mse"] == pytest.approx(by_hand, rel=1e-6)
+    assert rows["mean_image_mse"] == pytest.approx(held.x.var(0, unbiased=False).mean().item(), rel=1e-5)
+    assert rows["oracle_accuracy_real"] == pytest.approx((o.label(held.x)[0] == held.y).float().mean().item())
+    assert aisel.train_gin({"cfg": tiny, "dataset": "breastmnist", "seed": 0})["recon_mse"] == rows["recon_mse"]
+    # min(GATE_IMAGES, M) = 30 samples: the smallest class share is a multiple of 1/30
+    assert rows["min_class_share"] * 30 == pytest.approx(round(rows["min_class_share"] * 30))
+
+
+def test_every_run_records_its_kept_check_and_synthetic_images_train_from_the_first_epoch(tiny):
+    s = aisel.setup(tiny, "breastmnist", 0)
+    o = oracle.train_oracle("breastmnist", tiny.oracle)
+    f = s.gin.sample_latent(12, generator=torch.Generator().manual_seed(0))
+    fit, _ = aisel.fit_synthetic(tiny, s, o, f)
+    assert fit.history[0]["n_train"] == len(s.labelled) + 12  # the synthetic images are in epoch 0 already
+    assert fit.best_epoch in fit.schedule.val_epochs and fit.best_epoch >= 0
+    values = aisel.run_scores(fit, s)
+    assert values["best_epoch"] == fit.best_epoch
+    assert values["val_accuracy"] == pytest.approx((fit.model(s.val.x).argmax(1) == s.val.y).float().mean().item())
+
+
+def test_the_convergence_gate_compares_the_native_run_with_the_same_seed_at_twice_the_budget(tiny):
+    res, _ = grid.tables(aisel.run_seed, grid.tasks(tiny, dataset=tiny.datasets, seed=[0, 1]), workers=1)
+    doubled = pd.DataFrame(aisel.native_at_2x({"cfg": tiny, "dataset": "breastmnist", "seed": 0}))
+    s = aisel.setup(tiny, "breastmnist", 0)
+    fit = fit_classifier(s.labelled, s.val, tiny.clf.scaled(2), 0)
+    assert fit.schedule.epochs == 2 * s.native.schedule.epochs
+    assert doubled.query("metric == 'val_accuracy'").value.item() == aisel.val_accuracy(fit, s.val)
+    rows = pd.DataFrame(gates.classifier_convergence(res, doubled, setting="arm"))
+    once = res.query("arm == 'native' and metric == 'val_accuracy'").set_index("seed")["value"]
+    change = rows[rows.threshold.notna()].squeeze()  # the gated row: the change at 2x the budget
+    assert change.instrument == "classifier" and change.seed == 0 and "native" in change.check
+    assert change.value == pytest.approx(abs(aisel.val_accuracy(fit, s.val) - once[0]))
+    assert change.threshold == pytest.approx(max(0.01, once.std()))
+
+
+def test_claims_rest_on_the_gin_read_not_tested_when_its_gate_fails_and_not_decided_on_two_seeds(tiny):
+    res, inst = grid.tables(aisel.run_seed, grid.tasks(tiny, dataset=tiny.datasets, seed=[0, 1, 2]), workers=1)
+    doubled = pd.DataFrame(aisel.native_at_2x({"cfg": tiny, "dataset": "breastmnist", "seed": 0}))
+    inst = gates.table(inst, gates.classifier_convergence(res, doubled, setting="arm"))
+    passing = inst.assign(passed=True)
+    ok = paper.verdicts(res, passing)
+    assert len(ok) == 12 and not ok.verdict.str.startswith("not tested").any()
+    broken = passing.copy()
+    broken.loc[(broken.instrument == "gin") & (broken.check == "recon_mse") & (broken.seed == 1), "passed"] = False
+    words = paper.verdicts(res, broken).verdict
+    assert (words == "not tested: gin/recon_mse failed").all()
+    missing = paper.verdicts(res, passing[passing.instrument != "classifier"]).verdict
+    assert (missing == "not tested: classifier not measured").all()
+    assert paper.verdicts(res, broken).attrs["family"] == 0 and ok.attrs["family"] <= 12
+    two = paper.verdicts(res[res.seed < 2], passing[passing.seed < 2]).verdict  # the smoke profile's two seeds
+    assert two.str.startswith("not decided").all()
 
 
 def test_a_variant_reproduces_the_main_grids_aisel_rows(tiny):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -230,3 +232,17 @@ def test_a_scaled_classifier_trains_twice_as_many_updates_whichever_budget_binds
         assert train.schedule(n, clf.scaled(2)).epochs == 2 * train.schedule(n, clf).epochs
     # doubling the steps alone would leave the 4708-image schedule as it was: the gate would compare a run with itself
     assert train.schedule(4708, clf.replace(steps=600)).epochs == train.schedule(4708, clf).epochs == 20
+
+
+def test_validation_checks_are_deterministic_and_leave_the_model_untouched():
+    from latentlab.models import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(1, 2, width=4).train()
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 2, (16,))
+    state = copy.deepcopy(model.state_dict())
+    first, second = (train.validate(model, (x, y), task="multi-class") for _ in range(2))
+    assert first == second  # dropout off, batch-norm on running statistics
+    assert model.training  # the mode is restored
+    for k, v in model.state_dict().items():  # running statistics not updated with validation images
+        assert torch.equal(v, state[k]), k

@@ -22,8 +22,9 @@ from latentlab.repro import get_device, isolated_rng
 from latentlab.utils import channels_last
 
 # Bumped when the way models are built or trained changes for every model (2: seeded from the config hash;
-# 3: keys from config dataclasses and data fingerprints, channels-last training).
-CACHE_VERSION = 3
+# 3: keys from config dataclasses and data fingerprints, channels-last training; 4: validation checks in eval
+# mode, fused Adam).
+CACHE_VERSION = 4
 
 
 def cache_dir() -> Path:

@@ -146,9 +146,15 @@ def fit(model: nn.Module, train: Dataset | Pair, val: Dataset | Pair | None = No
 
 @torch.no_grad()
 def validate(model: nn.Module, val: Dataset | Pair, *, task: str, device=None) -> dict[str, float]:
-    """Validation loss, accuracy and AUC (keys prefixed 'val_')."""
+    """Validation loss, accuracy and AUC (keys prefixed 'val_'), in eval mode: dropout off and batch-norm on its
+    running statistics, so a check is deterministic and never updates the model. The model's mode is restored."""
     x, y = _xy(val)
-    logits = _logits(model, x, batch_size=512, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        logits = _logits(model, x, batch_size=512, device=device)
+    finally:
+        model.train(was_training)
     out = classification_metrics(y, to_probs(logits, task), task)
     return {"val_loss": loss_fn(logits, y, task).item(), "val_accuracy": out["accuracy"], "val_auc": out["auc"],
             "val_balanced_accuracy": out["balanced_accuracy"]}

@@ -7,8 +7,27 @@ uniformly (`random+m`, `random+M`), let the oracle label G(f), and retrain on la
 a seed shares the labelled subset, the classifier's initial weights and the GIN (`setup`: the dataset's splits are
 read once per task and handed down).
 
-The grid functions (`run_seed`, `run_curve`, `train_gin`, `oracle_for`, and `run_variant`, `run_labels`, the
-exercises') take a task {"cfg": Config, "dataset": ..., "seed": ..., ...} (`latentlab.grid.tasks`).
+Quality gates (`latentlab.gates`), on every seed's own models, returned by `run_seed` beside its result rows
+(`latentlab.grid.tables` tells them apart):
+
+* instrument "gin", `reconstruction_gate` on G(E(x)) of GATE_IMAGES fixed held-out test images (the same for every
+  seed): the oracle must recognise at least 0.8 x as many reconstructions as real images, and the per-pixel error
+  must be at most 0.6 x that of predicting the mean image. AISEL's selection reads E(x) of the labelled images
+  (eq. 10's fixed points) and decodes G(f): a GIN that does not invert puts both on the wrong images;
+* instrument "gin-samples", `sample_gate` on min(GATE_IMAGES, M) samples G(u), u ~ U[-1, 1]^r (the images the oracle
+  labels), against 4 x as many fixed training images (the data the GIN imitates): every class at least 1/(3K) of
+  the oracle's labels, and a Frechet distance on the oracle's features that closes 70 % of the gap between the mean
+  image plus noise (ceiling) and real images (floor);
+* instrument "classifier", `native_at_2x` (a grid task per dataset, seed 0 only) and `gates.classifier_convergence`:
+  the native classifier retrained at 2x its budget (`ClfConfig.scaled(2)`) moves its validation accuracy by less
+  than max(1 point, the sd of that accuracy over the seeds).
+
+Every classifier run records its validation accuracy (`val_accuracy`, of the kept model) and the kept validation
+check (`best_epoch`). The synthetic images of an arm join its training set itself, so they are in every epoch from
+epoch 0 on: no kept model predates them (`train.Hooks.validate_from` = 0 is the right setting here).
+
+The grid functions (`run_seed`, `run_curve`, `train_gin`, `oracle_for`, `native_at_2x`, and `run_variant`,
+`run_labels`, the exercises') take a task {"cfg": Config, "dataset": ..., "seed": ..., ...} (`latentlab.grid.tasks`).
 """
 
 from __future__ import annotations
@@ -21,17 +40,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentlab import data, results
+from latentlab import data, gates, results
 from latentlab.config import ClfConfig, OracleConfig, Params
 from latentlab.metrics import classification_metrics
-from latentlab.models.gin import GIN, GINConfig, fit_gin, inversion_errors, reconstruction_error
+from latentlab.models.gin import GIN, GINConfig, fit_gin, inversion_errors
 from latentlab.oracle import TRAINING, Oracle, train_oracle
 from latentlab.samplers.energy import energy_distance, support_points
 from latentlab.samplers.entropy import entropy_density, top_entropy
-from latentlab.train import fit_classifier, predict_proba, schedule
+from latentlab.train import FitResult, fit_classifier, predict_proba, schedule, validate
 
 ARMS = ("native", "random+m", "maxent+m", "aisel+m", "random+M")
 N_ENERGY = 2000  # candidates of mu_h on which a set's energy distance (eq. 10's objective) is measured
+GATE_IMAGES = 1000  # held-out images of the reconstruction gate; samples of the sample gate (at most M of them)
+REAL_PER_SAMPLE = 4  # the sample gate's real images: this many per sample (held-out floor + reference)
 
 
 @dataclass(frozen=True)
@@ -79,10 +100,15 @@ def gin_for(cfg: Config, train: data.Dataset, seed: int) -> GIN:
                                       batch_size=cfg.gan_batch, seed=seed))
 
 
+def labelled_subset(cfg: Config, train: data.Dataset, name: str, seed: int) -> data.Dataset:
+    """The seed's n labelled images: a stratified draw from the training split."""
+    return train.subset(data.stratified_subset(train.y, cfg.n_labelled[name], seed))
+
+
 @dataclass(frozen=True)
 class Setup:
-    """One (dataset, seed): its splits, the n labelled images, its GIN and the classifier C trained on the labelled
-    images (C of eq. 7, and the `native` arm)."""
+    """One (dataset, seed): its splits, the n labelled images, its GIN and the fit of the classifier C on the
+    labelled images (C of eq. 7, and the `native` arm)."""
 
     seed: int
     train: data.Dataset
@@ -90,16 +116,19 @@ class Setup:
     test: data.Dataset
     labelled: data.Dataset
     gin: GIN
-    classifier: nn.Module
+    native: FitResult
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.native.model
 
 
 def setup(cfg: Config, name: str, seed: int) -> Setup:
     """Read the dataset's splits once; draw the seed's stratified labelled subset; train (or load) its GIN and C."""
     train, val, test = splits(cfg, name)
-    labelled = train.subset(data.stratified_subset(train.y, cfg.n_labelled[name], seed))
+    labelled = labelled_subset(cfg, train, name, seed)
     gin = gin_for(cfg, train, seed)
-    classifier = fit_classifier(labelled, val, cfg.clf, seed).model
-    return Setup(seed, train, val, test, labelled, gin, classifier)
+    return Setup(seed, train, val, test, labelled, gin, fit_classifier(labelled, val, cfg.clf, seed))
 
 
 @dataclass(frozen=True)
@@ -148,10 +177,28 @@ def scores(model: nn.Module, test: data.Dataset) -> dict:
     return classification_metrics(test.y, predict_proba(model, test.x, task=test.info.task), test.info.task)
 
 
-def synthetic_arm(cfg: Config, s: Setup, oracle: Oracle, f: torch.Tensor) -> dict:
-    """Label G(f) by the oracle, train the arm's classifier on labelled + synthetic images, score it on test."""
+def val_accuracy(fit: FitResult, val: data.Dataset) -> float:
+    """Validation accuracy of a fit's kept model (in eval mode)."""
+    return validate(fit.model, val, task=val.info.task)["val_accuracy"]
+
+
+def run_scores(fit: FitResult, s: Setup) -> dict:
+    """A classifier run's test metrics (`scores`), its validation accuracy and the kept validation check."""
+    return scores(fit.model, s.test) | {"val_accuracy": val_accuracy(fit, s.val), "best_epoch": fit.best_epoch}
+
+
+def fit_synthetic(cfg: Config, s: Setup, oracle: Oracle, f: torch.Tensor) -> tuple[FitResult, dict]:
+    """Label G(f) by the oracle and train the arm's classifier on labelled + synthetic images. The synthetic images
+    are part of the training set, so every epoch (from epoch 0) trains on them and no validation check, hence no
+    kept model, comes before the first synthetic batch."""
     joined, info = with_oracle_labels(s.labelled, s.gin.generate(f), oracle)
-    return scores(fit_classifier(joined, s.val, cfg.clf, s.seed).model, s.test) | info
+    return fit_classifier(joined, s.val, cfg.clf, s.seed), info
+
+
+def synthetic_arm(cfg: Config, s: Setup, oracle: Oracle, f: torch.Tensor) -> dict:
+    """One synthetic arm (`fit_synthetic`), scored on test (`run_scores`), with what the oracle thought of G(f)."""
+    fit, info = fit_synthetic(cfg, s, oracle, f)
+    return run_scores(fit, s) | info
 
 
 def set_quality(s: Setup, view: Selection, f: torch.Tensor) -> dict:
@@ -159,6 +206,34 @@ def set_quality(s: Setup, view: Selection, f: torch.Tensor) -> dict:
     return {"classifier_entropy": entropy_density(s.classifier, s.gin, f, task=s.labelled.info.task).mean().item(),
             "energy_distance": energy_distance(torch.cat([f, view.real]), view.candidates[:N_ENERGY],
                                                weights_y=view.h[:N_ENERGY])}
+
+
+# --------------------------------------------------------------------------- quality gates
+
+
+def gin_gates(cfg: Config, s: Setup, oracle: Oracle, name: str) -> list[dict]:
+    """This seed's GIN through its two gates (module docstring): `reconstruction_gate` on G(E(x)) of GATE_IMAGES
+    fixed test images (instrument "gin") and `sample_gate` on min(GATE_IMAGES, M) samples G(u) against
+    REAL_PER_SAMPLE x as many fixed training images (instrument "gin-samples")."""
+    held = data.fixed_subset(s.test, GATE_IMAGES)
+    rows = gates.reconstruction_gate(oracle, held.x, held.y, s.gin.reconstruct(held.x), instrument="gin",
+                                     dataset=name, seed=s.seed)
+    n = min(GATE_IMAGES, cfg.m_large)
+    u = s.gin.sample_latent(n, generator=torch.Generator().manual_seed(20_000 + s.seed))
+    real = data.fixed_subset(s.train, REAL_PER_SAMPLE * n)
+    return rows + gates.sample_gate(oracle, s.gin.generate(u), real.x, n_classes=s.train.n_classes,
+                                    instrument="gin-samples", dataset=name, seed=s.seed)
+
+
+def native_at_2x(task: dict) -> list[dict]:
+    """Grid task (dataset, seed; the notebook runs seed 0 of each dataset): the seed's native classifier retrained at
+    twice its budget (`ClfConfig.scaled(2)`: twice the updates and the passes), its validation accuracy as a tidy
+    row of arm "native". `gates.classifier_convergence(results, rows, setting="arm")` gates it against the same
+    seed's native run of `run_seed`."""
+    cfg, name, seed = task["cfg"], task["dataset"], task["seed"]
+    train, val, _ = splits(cfg, name)
+    fit = fit_classifier(labelled_subset(cfg, train, name, seed), val, cfg.clf.scaled(2), seed)
+    return results.rows(name, "native", seed, {"val_accuracy": val_accuracy(fit, val), "best_epoch": fit.best_epoch})
 
 
 # --------------------------------------------------------------------------- grid functions
@@ -170,27 +245,31 @@ def oracle_for(task: dict) -> Oracle:
 
 
 def train_gin(task: dict) -> dict:
-    """Grid task: train (or load) the GIN of one (dataset, seed); its errors of Theorem 1 on 500 test images
-    (`recon_mse`: real images, see `latentlab.models.gin.inversion_errors`)."""
+    """Grid task: train (or load) the GIN of one (dataset, seed); its errors of Theorem 1 on the GATE_IMAGES test
+    images of its gate (`recon_mse`: real images, the "gin" gate's; see `latentlab.models.gin.inversion_errors`)."""
     cfg, name, seed = task["cfg"], task["dataset"], task["seed"]
     train, _, test = splits(cfg, name)
-    errors = inversion_errors(gin_for(cfg, train, seed), test.x[:500])
+    errors = inversion_errors(gin_for(cfg, train, seed), data.fixed_subset(test, GATE_IMAGES).x)
     return {"dataset": name, "seed": seed, "gan_steps": cfg.gan_steps, "encoder_steps": cfg.encoder_steps,
             "recon_mse": errors.pop("real_recon_mse"), **errors}
 
 
 def run_seed(task: dict) -> list[dict]:
-    """Every arm of one (dataset, seed): tidy rows (dataset, arm, seed, metric, value, n_synthetic)."""
+    """Every arm of one (dataset, seed): tidy rows (dataset, arm, seed, metric, value, n_synthetic), then the gate
+    rows of this seed's GIN (`gin_gates`; `latentlab.gates.COLUMNS`). The native arm carries `gin_recon_mse`, the
+    gate's `recon_mse`."""
     cfg, name, seed = task["cfg"], task["dataset"], task["seed"]
     s = setup(cfg, name, seed)
     oracle = train_oracle(name, cfg.oracle)
+    gate_rows = gin_gates(cfg, s, oracle, name)
+    recon = next(r["value"] for r in gate_rows if r["instrument"] == "gin" and r["check"] == "recon_mse")
     view = synthetic_sets(cfg, s, cfg.m_small, cfg.m_large)
-    arms = {"native": scores(s.classifier, s.test) | {"gin_recon_mse": reconstruction_error(s.gin, s.test.x[:500])}}
+    arms = {"native": run_scores(s.native, s) | {"gin_recon_mse": recon}}
     for arm, f in view.sets.items():
         arms[arm] = synthetic_arm(cfg, s, oracle, f) | set_quality(s, view, f)
     sizes = {arm: len(f) for arm, f in view.sets.items()}
     return [row for arm, values in arms.items() for row in results.rows(name, arm, seed, values,
-                                                                         n_synthetic=sizes.get(arm, 0))]
+                                                                         n_synthetic=sizes.get(arm, 0))] + gate_rows
 
 
 def run_curve(task: dict) -> list[dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from latentlab import stats
 from latentlab.stats import Claim
 
 N_LABELLED, M_SMALL, M_LARGE, FOLDS = 126, 1134, 10000, 4
@@ -32,13 +33,27 @@ def effect(a: str, b: str, metric: str = "accuracy") -> float:
     return round(TABLE[a][metric] - TABLE[b][metric], 1)
 
 
+# The instruments every claim rests on (gates of `latentlab.experiments.aisel`): each claim compares arms trained on
+# images the GIN decodes and the oracle labels (G(u) in every synthetic arm; G(f) of points placed by E(x) in aisel+m),
+# with classifiers whose budget must be enough. A failed gate of one of them on a dataset makes the claim
+# "not tested" there.
+INSTRUMENTS = ("gin", "gin-samples", "classifier")
+
 # The claims on test accuracy, with the paper's effect where it gives one. aisel+m - random+M is -3.0: "AISEL close
 # to ten times more random images"; an interval above -3.0 excludes the paper's gap (AISEL even closer).
-CLAIMS = [Claim("aisel+m", "random+m", effect("aisel+m", "random+m")),
-          Claim("random+m", "native", effect("random+m", "native")),
-          Claim("aisel+m", "native", effect("aisel+m", "native")),
-          Claim("aisel+m", "random+M", effect("aisel+m", "random+M")),
-          Claim("aisel+m", "maxent+m"),      # the ablation (not in the paper): what the diversity term adds
-          Claim("random+M", "random+m")]     # the paper's premise: more synthetic images help
+CLAIMS = [Claim("aisel+m", "random+m", effect("aisel+m", "random+m"), instruments=INSTRUMENTS),
+          Claim("random+m", "native", effect("random+m", "native"), instruments=INSTRUMENTS),
+          Claim("aisel+m", "native", effect("aisel+m", "native"), instruments=INSTRUMENTS),
+          Claim("aisel+m", "random+M", effect("aisel+m", "random+M"), instruments=INSTRUMENTS),
+          Claim("aisel+m", "maxent+m", instruments=INSTRUMENTS),  # the ablation (not in the paper): the diversity term
+          Claim("random+M", "random+m", instruments=INSTRUMENTS)]  # the paper's premise: more synthetic images help
 # The paper gives no AUC: the same comparisons on test AUC are tested against zero only ("a beats b").
-AUC_CLAIMS = [Claim(c.a, c.b) for c in CLAIMS]
+AUC_CLAIMS = [Claim(c.a, c.b, instruments=c.instruments) for c in CLAIMS]
+
+
+def verdicts(results: pd.DataFrame, instruments: pd.DataFrame | None) -> pd.DataFrame:
+    """Notebook 01's one family of claims: CLAIMS on test accuracy and AUC_CLAIMS on test AUC (`stats.compare` each,
+    joined by `stats.one_family`, so the family-wise intervals count both); claims whose instruments failed a gate on
+    a dataset read "not tested" there."""
+    return stats.one_family(stats.compare(results, CLAIMS, metric="accuracy", instruments=instruments),
+                            stats.compare(results, AUC_CLAIMS, metric="auc", instruments=instruments))
