@@ -74,3 +74,25 @@ def query_curve(results: pd.DataFrame, curve: pd.DataFrame, dataset: str, seeds,
            title=f"{dataset}, n = {n_labelled} labelled, seeds {list(seeds)}")
     ax.legend()
     return fig
+
+
+def class_histograms(results: pd.DataFrame, arms: tuple[str, ...]) -> plt.Figure:
+    """The oracle's class histogram of every extra set (`class_share_<k>` rows): per dataset, the mean share of each
+    class over the seeds, one bar group per class and one bar per arm, with the seeds' range as a line."""
+    shares = results[results["metric"].str.startswith("class_share_") & results["arm"].isin(arms)]
+    names = list(dict.fromkeys(shares["dataset"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        part = shares[shares["dataset"] == name].assign(k=lambda d: d["metric"].str.rsplit("_", n=1).str[-1].astype(int))
+        shown = [a for a in arms if a in set(part["arm"])]
+        width = 0.8 / max(len(shown), 1)
+        for i, arm in enumerate(shown):
+            g = part[part["arm"] == arm].groupby("k")["value"]
+            x = np.asarray(g.mean().index) + (i - (len(shown) - 1) / 2) * width
+            ax.bar(x, g.mean(), width, label=arm)
+            ax.vlines(x, g.min(), g.max(), color="k", lw=0.8)
+        ax.set(title=f"{name}: the oracle's labels of each set", xlabel="class", ylabel="share of the set")
+        ax.set_xticks(sorted(part["k"].unique()))
+    axes[0, -1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
