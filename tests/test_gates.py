@@ -337,3 +337,17 @@ def test_classifier_convergence_pairs_each_retrained_seed_with_its_setting():
     assert large["value"] == pytest.approx(0.03) and large["threshold"] == pytest.approx(0.01) and not large["passed"]
     with pytest.raises(ValueError, match="seed 3"):
         gates.classifier_convergence(res, doubled.assign(seed=3))
+
+
+def test_classifier_convergence_with_one_setting_per_dataset_names_plain_checks():
+    res = pd.DataFrame([{"dataset": d, "seed": s, "metric": "val_accuracy", "value": v}
+                        for d, vals in (("a@1%", [0.80, 0.84, 0.82]), ("b@1%", [0.70, 0.70, 0.70]))
+                        for s, v in enumerate(vals)])
+    doubled = pd.DataFrame([{"dataset": "a@1%", "seed": 0, "metric": "val_accuracy", "value": 0.815},
+                            {"dataset": "b@1%", "seed": 0, "metric": "val_accuracy", "value": 0.72}])
+    rows = {(r["dataset"], r["check"]): r for r in gates.classifier_convergence(res, doubled, setting=None)}
+    assert set(rows) == {(d, c) for d in ("a@1%", "b@1%")
+                         for c in ("val_accuracy", "val_accuracy_2x", "val_accuracy_change")}
+    a, b = rows[("a@1%", "val_accuracy_change")], rows[("b@1%", "val_accuracy_change")]
+    assert (a["value"], a["threshold"], a["passed"]) == (pytest.approx(0.015), pytest.approx(0.02), True)
+    assert (b["value"], b["threshold"], b["passed"]) == (pytest.approx(0.02), pytest.approx(0.01), False)

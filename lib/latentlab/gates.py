@@ -234,21 +234,27 @@ def converged_gate(value: float, value_more: float, *, instrument: str, dataset:
 
 
 def classifier_convergence(results: pd.DataFrame, doubled: pd.DataFrame, *, metric: str = "val_accuracy",
-                           setting: str = "arm", tol: float = 0.01, instrument: str = "classifier") -> list[dict]:
+                           setting: str | None = "arm", tol: float = 0.01, instrument: str = "classifier") -> list[dict]:
     """`converged_gate` for every classifier setting of a notebook: `results` are the grid's tidy rows (every seed),
-    `doubled` the rows of a few seeds re-trained at 2x the updates. Per (dataset, setting, re-trained seed): the
-    seed's `metric` at 1x and 2x, gated against max(tol, sd of `metric` over that setting's seeds). Checks are
-    named `<metric>[_2x|_change] (<setting> = <value>)`, so one table holds every setting."""
+    `doubled` the rows of a few seeds re-trained at 2x the budget (`ClfConfig.scaled(2)`), under the same `metric`
+    name. Per (dataset, setting, re-trained seed): the seed's `metric` at 1x and 2x, gated against max(tol, sd of
+    `metric` over that setting's seeds). Checks are named `<metric>[_2x|_change] (<setting> = <value>)`, so one table
+    holds every setting; setting=None: one setting per dataset (its name says the setting), checks `<metric>[...]`."""
+    keys = ["dataset"] if setting is None else ["dataset", setting]
     rows = []
-    for (dataset, value), more in doubled[doubled["metric"] == metric].groupby(["dataset", setting], sort=False):
-        base = results[(results["metric"] == metric) & (results["dataset"] == dataset) & (results[setting] == value)]
+    for key, more in doubled[doubled["metric"] == metric].groupby(keys, sort=False):
+        dataset, value = (key[0], None) if setting is None else key
+        base = results[(results["metric"] == metric) & (results["dataset"] == dataset)]
+        if setting is not None:
+            base = base[base[setting] == value]
+        where = f"{dataset}" if setting is None else f"{setting} = {value} ({dataset})"
         for seed, v2 in zip(more["seed"], more["value"]):
             v1 = base.loc[base["seed"] == seed, "value"]
             if v1.empty:
-                raise ValueError(f"No {metric} of seed {seed} at {setting} = {value} ({dataset}) in results.")
+                raise ValueError(f"No {metric} of seed {seed} at {where} in results.")
             gate = converged_gate(float(v1.iloc[0]), float(v2), instrument=instrument, dataset=dataset, seed=seed,
                                   check=metric, tol=tol, seed_sd=base["value"].std())
-            rows += [r | {"check": f"{r['check']} ({setting} = {value})"} for r in gate]
+            rows += gate if setting is None else [r | {"check": f"{r['check']} ({setting} = {value})"} for r in gate]
     return rows
 
 

@@ -452,33 +452,26 @@ def oracle_rows(task: dict) -> list[dict]:
 
 
 def convergence_rows(task: dict) -> list[dict]:
-    """The convergence task of a dataset (task: cfg, dataset, seed): the seed's `none` classifier retrained at 2x
-    cfg.clf.steps, one result row (arm "none", metric "val_accuracy_2x": the validation accuracy of its kept check).
-    It needs no generative model: `none` trains on the long-tailed set alone."""
+    """The convergence task of a dataset (task: cfg, dataset, seed): the seed's `none` classifier retrained at 2x its
+    budget (`ClfConfig.scaled(2)`), one result row (arm "none", metric "val_accuracy_2x": the validation accuracy
+    of its kept check). It needs no generative model: `none` trains on the long-tailed set alone."""
     cfg, dataset, seed = task["cfg"], task["dataset"], task["seed"]
     lt, _, _ = long_tailed(data.load_cached(dataset, "train"), seed, cfg)
     val = capped(data.load_cached(dataset, "val"), cfg.n_val)
-    fit = fit_arm(lt, val, cfg.clf.replace(steps=2 * cfg.clf.steps), seed, "none")
+    fit = fit_arm(lt, val, cfg.clf.scaled(2), seed, "none")
     return results.rows(dataset, "none", seed, {"val_accuracy_2x": kept_check(fit)["val_accuracy"]})
 
 
 def classifier_gate(results_df: pd.DataFrame, arm: str = "none", tol: float = 0.01) -> list[dict]:
-    """The "classifier" gate per dataset (`gates.converged_gate`): the change of the validation accuracy of `arm`
-    from the grid's run of a seed to its 2x-updates run (`convergence_rows`) must stay below max(tol, the sd of that
+    """The "classifier" gate per dataset (`gates.classifier_convergence`): the change of the validation accuracy of
+    `arm` from the grid's run of a seed to its 2x run (`convergence_rows`) must stay below max(tol, the sd of that
     arm's validation accuracy over the grid's seeds). results_df: the grid's rows plus the convergence rows."""
-    rows = []
     part = results_df[results_df["arm"] == arm]
     for dataset, d in part.groupby("dataset", sort=False):
-        more = d[d["metric"] == "val_accuracy_2x"]
-        if more.empty:
+        if not (d["metric"] == "val_accuracy_2x").any():
             raise ValueError(f"No 'val_accuracy_2x' row of arm {arm!r} on {dataset!r}: run convergence_rows first.")
-        val = d[d["metric"] == "val_accuracy"].set_index("seed")["value"]
-        seed = int(more["seed"].iloc[0])
-        if seed not in val.index:
-            raise ValueError(f"The grid has no 'val_accuracy' of arm {arm!r}, seed {seed} on {dataset!r}.")
-        rows += gates.converged_gate(val[seed], more["value"].iloc[0], instrument="classifier", dataset=dataset,
-                                     seed=seed, check="val_accuracy", tol=tol, seed_sd=val.std(ddof=1))
-    return rows
+    more = part[part["metric"] == "val_accuracy_2x"].assign(metric="val_accuracy")
+    return gates.classifier_convergence(part, more, setting=None, tol=tol)
 
 
 # --------------------------------------------------------------------------- the paper's Figure 2, its data

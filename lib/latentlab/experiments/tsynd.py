@@ -323,30 +323,23 @@ def convergence_tasks(cfg: Config) -> list[dict]:
 
 
 def baseline_2x(task: dict) -> list[dict]:
-    """Grid task: the setting's baseline of task['seed'] retrained at 2 x cfg.clf.steps; result rows (arm
-    "baseline") `val_accuracy_2x`, `val_auc_2x` and `best_epoch_2x` of the kept model."""
+    """Grid task: the setting's baseline of task['seed'] retrained at 2x its budget (`ClfConfig.scaled(2)`); result
+    rows (arm "baseline") `val_accuracy_2x`, `val_auc_2x` and `best_epoch_2x` of the kept model."""
     cfg, d = task["cfg"], seed_data(task["dataset"], task["seed"])
-    fitted = fit_classifier(d.labelled, d.val, cfg.clf.replace(steps=2 * cfg.clf.steps), d.seed)
+    fitted = fit_classifier(d.labelled, d.val, cfg.clf.scaled(2), d.seed)
     return results.rows(d.entry, "baseline", d.seed, {f"{k}_2x": v for k, v in kept_check(fitted).items()})
 
 
 def convergence_gates(results_df: pd.DataFrame, more: pd.DataFrame, tol: float = 0.01) -> list[dict]:
-    """The "classifier" convergence gate per setting: the baseline's validation accuracy at the budget used
-    (`results_df`, run_seed's rows) against the same seed at 2x the updates (`more`, baseline_2x's rows), passing
-    when they differ by less than max(tol, the sd over seeds of the baseline's validation accuracy)."""
-    base = results_df[(results_df["arm"] == "baseline") & (results_df["metric"] == "val_accuracy")]
+    """The "classifier" convergence gate per setting (`gates.classifier_convergence`; a setting is a dataset entry):
+    the baseline's validation accuracy at the budget used (`results_df`, run_seed's rows) against the same seed at
+    2x (`more`, baseline_2x's rows), passing when they differ by less than max(tol, the sd over seeds of the
+    baseline's validation accuracy)."""
     twice = more[more["metric"] == "val_accuracy_2x"]
     if twice.empty:
         raise ValueError("`more` holds no val_accuracy_2x rows (from baseline_2x).")
-    rows = []
-    for r in twice.itertuples():
-        runs = base[base["dataset"] == r.dataset].set_index("seed")["value"]
-        if r.seed not in runs.index:
-            raise ValueError(f"No baseline val_accuracy of {r.dataset}, seed {r.seed}, to compare with 2x.")
-        sd = float(runs.std(ddof=1)) if len(runs) > 1 else None
-        rows += gates.converged_gate(runs[r.seed], r.value, instrument="classifier", dataset=r.dataset, seed=r.seed,
-                                     check="val_accuracy", tol=tol, seed_sd=sd)
-    return rows
+    base = results_df[results_df["arm"] == "baseline"]
+    return gates.classifier_convergence(base, twice.assign(metric="val_accuracy"), setting=None, tol=tol)
 
 
 # --------------------------------------------------------------------------- choosing eps by the label-flip rate
