@@ -234,7 +234,8 @@ def converged_gate(value: float, value_more: float, *, instrument: str, dataset:
 
 
 def classifier_convergence(results: pd.DataFrame, doubled: pd.DataFrame, *, metric: str = "val_accuracy",
-                           setting: str | None = "arm", tol: float = 0.01, instrument: str = "classifier") -> list[dict]:
+                           setting: str | None = "arm", tol: float = 0.01,
+                           instrument: str = "classifier") -> list[dict]:
     """`converged_gate` for every classifier setting of a notebook: `results` are the grid's tidy rows (every seed),
     `doubled` the rows of a few seeds re-trained at 2x the budget (`ClfConfig.scaled(2)`), under the same `metric`
     name. Per (dataset, setting, re-trained seed): the seed's `metric` at 1x and 2x, gated against max(tol, sd of
