@@ -440,3 +440,6 @@ def test_scale_check_compares_the_same_seeds_and_calls_a_change_beyond_the_seed_
     assert out["change"] == pytest.approx(5.0) and out["seed_sd"] == pytest.approx(1.0) and out["moved"]
     still = stats.scale_check(base, table([0.02, 0.03, 0.02], [0, 1, 2]), [("a", "b")]).iloc[0]
     assert still["change"] == pytest.approx(1 / 3) and not still["moved"]
+    assert stats.scale_check(base, pd.DataFrame(), [("a", "b")]).empty  # a profile without a scale check
+    with pytest.raises(ValueError, match="shared seeds"):
+        stats.scale_check(base, table([0.06], [0]), [("a", "b")])

@@ -502,7 +502,11 @@ def scale_check(base: pd.DataFrame, scaled: pd.DataFrame, claims: Iterable[Claim
     """Did a claim's effect move when the generative model got k x the budget? Per dataset and claim, on the seeds
     both runs share: the mean paired difference with the notebook's models (`base`) and with the k x models
     (`scaled`), their change, and the seed spread (sd of the base differences over those seeds); `moved` is
-    |change| > spread. Tidy result tables (dataset, arm, seed, metric, value); differences in points (x scale)."""
+    |change| > spread. Tidy result tables (dataset, arm, seed, metric, value); differences in points (x scale).
+    An empty `scaled` (a profile that runs no scale check) gives an empty table."""
+    columns = ["dataset", "comparison", "metric", "n", "mean_base", "mean_scaled", "change", "seed_sd", "moved"]
+    if scaled.empty:
+        return pd.DataFrame(columns=columns)
     rows = []
     for c in (as_claim(c) for c in claims):
         wide = {k: _pivot(t[t["metric"] == metric], ["dataset"]) for k, t in (("base", base), ("scaled", scaled))}
@@ -521,7 +525,7 @@ def scale_check(base: pd.DataFrame, scaled: pd.DataFrame, claims: Iterable[Claim
                          "seed_sd": float(b.std(ddof=1)), "moved": abs(change) > float(b.std(ddof=1))})
     if not rows:
         raise ValueError("No claim has both arms on at least 2 shared seeds in both tables.")
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def describe(row: pd.Series | dict, unit: str = "pts") -> str:

@@ -49,11 +49,11 @@ from latentlab.samplers.energy import energy_distance, support_points
 from latentlab.samplers.entropy import entropy_density, top_entropy
 from latentlab.train import FitResult, fit_classifier, predict_proba, schedule, validate
 
-ARMS = ("native", "random+m", "maxent+m", "aisel+m", "random+M", "real+m", "uncertain-real+m")
-SYNTHETIC = ("random+m", "maxent+m", "aisel+m", "random+M")  # the arms whose extra images G decodes
+ARMS = ("native", "random+m", "maxent+m", "aisel+m", "random+M", "aisel+M", "real+m", "uncertain-real+m")
+SYNTHETIC = ("random+m", "maxent+m", "aisel+m", "random+M", "aisel+M")  # the arms whose extra images G decodes
 REAL = ("real+m", "uncertain-real+m")  # the same annotation budget m spent on real unlabelled images
-PAPER_ARMS = ("native", "random+m", "aisel+m")  # the paper-ratio grid (`run_paper_ratio`: m = PAPER_RATIO x n)
-PAPER_RATIO = 9  # the paper's m / n (1134 / 126)
+HEADLINE_ARMS = ("native", "random+m", "aisel+m", "random+M", "aisel+M")  # the arms of the scale check's claims
+PAPER_RATIO = 9  # the paper's m / n (1134 / 126): where M = 9 n, aisel+M and random+M are the paper's setting
 SCALE = 4  # the scale check: this many times the generator's and encoder's budget (`scaled_gin`)
 BOUNDARY = 0.95  # a latent point with some |f_j| above this lies on the boundary of [-1, 1]^r
 N_ENERGY = 2000  # candidates of mu_h on which a set's energy distance (eq. 10's objective) is measured
@@ -88,7 +88,6 @@ class Config(Params):
     n_test: int | None          # fixed test subset
     curve_sizes: tuple[int, ...]
     curve_seeds: tuple[int, ...]
-    paper_datasets: tuple[str, ...]  # datasets of the paper-ratio grid (m = PAPER_RATIO x n, `run_paper_ratio`)
     scale_datasets: tuple[str, ...]  # the scale check: SCALE x the GIN's budget on scale_seeds of these datasets
     scale_seeds: tuple[int, ...]
     workers: int | None
@@ -178,6 +177,8 @@ def synthetic_sets(cfg: Config, s: Setup, m: int, M: int, arms: tuple[str, ...] 
         sets["random+M"] = s.gin.sample_latent(M, generator=gen)
     if "aisel+m" in arms:
         sets["aisel+m"] = support_points(candidates, m, weights=h, fixed=real, iters=cfg.sp_iters, seed=s.seed)
+    if "aisel+M" in arms:
+        sets["aisel+M"] = support_points(candidates, M, weights=h, fixed=real, iters=cfg.sp_iters, seed=s.seed)
     if "maxent+m" in arms:
         sets["maxent+m"] = candidates[top_entropy(h, m)]
     return Selection({k: v for k, v in sets.items() if k in arms}, candidates, h, real)
@@ -352,18 +353,10 @@ def run_seed(task: dict) -> list[dict]:
                                                                          n_synthetic=sizes.get(arm, 0))] + gate_rows
 
 
-def run_paper_ratio(task: dict) -> list[dict]:
-    """The paper's setting: m = PAPER_RATIO x n synthetic images (n = 126, m = 1134 on PneumoniaMNIST), arms
-    PAPER_ARMS, rows of arm `<arm>@paper-ratio` (the same seed's models as `run_seed`, whose gates hold here)."""
-    cfg, name, seed = task["cfg"], task["dataset"], task["seed"]
-    s = setup(cfg, name, seed)
-    oracle = train_oracle(name, cfg.oracle)
-    m = PAPER_RATIO * cfg.n_labelled[name]
-    view = synthetic_sets(cfg, s, m, m, arms=PAPER_ARMS[1:])
-    arms = {"native": run_scores(s.native, s)} | {arm: synthetic_arm(cfg, s, oracle, view.sets[arm])
-                                                  for arm in PAPER_ARMS[1:]}
-    return [row for arm, values in arms.items()
-            for row in results.rows(name, f"{arm}@paper-ratio", seed, values, n_synthetic=0 if arm == "native" else m)]
+def at_paper_ratio(cfg: Config) -> dict[str, str]:
+    """{dataset: "m" or "M"}: the datasets where m or M is PAPER_RATIO x n, the paper's setting (m / n = 9)."""
+    sizes = {"m": cfg.m_small, "M": cfg.m_large}
+    return {d: k for d in cfg.datasets for k, size in sizes.items() if size == PAPER_RATIO * cfg.n_labelled[d]}
 
 
 def run_curve(task: dict) -> list[dict]:

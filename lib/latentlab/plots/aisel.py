@@ -83,7 +83,8 @@ def class_histograms(results: pd.DataFrame, arms: tuple[str, ...]) -> plt.Figure
     names = list(dict.fromkeys(shares["dataset"]))
     fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 3.6), squeeze=False)
     for ax, name in zip(axes[0], names):
-        part = shares[shares["dataset"] == name].assign(k=lambda d: d["metric"].str.rsplit("_", n=1).str[-1].astype(int))
+        part = shares[shares["dataset"] == name]
+        part = part.assign(k=part["metric"].str.rsplit("_", n=1).str[-1].astype(int))
         shown = [a for a in arms if a in set(part["arm"])]
         width = 0.8 / max(len(shown), 1)
         for i, arm in enumerate(shown):
