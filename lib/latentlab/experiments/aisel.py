@@ -2,15 +2,27 @@
 
 Per seed: draw the n labelled images, train the GIN (eq. 3 and 5) on the unlabelled training images with this seed,
 train the classifier C on the labelled images (the `native` arm), evaluate the entropy density h (eq. 7) on uniform
-candidates, pick m latent points by energy distance (eq. 10, `aisel+m`), by top entropy (`maxent+m`, the ablation) or
-uniformly (`random+m`, `random+M`), let the oracle label G(f), and retrain on labelled + synthetic images. Every arm of
-a seed shares the labelled subset, the classifier's initial weights and the GIN (`setup`: the dataset's splits are
-read once per task and handed down).
+candidates, pick latent points by energy distance (eq. 10: `aisel+m`, and `aisel+M` with M points), by top entropy
+(`maxent+m`, the ablation) or uniformly (`random+m`, `random+M`), let the oracle label G(f), and retrain on labelled +
+synthetic images. Two arms spend the same annotation budget on real images instead: `real+m` (m unlabelled training
+images drawn at random) and `uncertain-real+m` (the m pool images C is least sure of), labelled by the same oracle.
+Every arm of a seed shares the labelled subset, the classifier's initial weights and the GIN (`setup`: the dataset's
+splits are read once per task and handed down).
+
+Two changes to the paper's procedure, both stated in the notebook:
+* the n real images' latent points (eq. 10's fixed points) are E(x) refined per image (`GIN.invert`,
+  cfg.invert_steps): E trained on synthetic pairs alone misplaces real images;
+* passes are matched (`passes_matched`): every arm with extra images trains for as many passes over its training
+  set as `native` makes over the n real images, so each arm sees the real images as often as native does (more
+  updates for larger sets), and "more synthetic images hurt" cannot be dilution of the real images.
+
+Where M (or m) is 9 n (`at_paper_ratio`), aisel+M - random+M is the paper's setting (m / n = 1134 / 126).
+The scale check re-runs the headline arms with `scaled_gin(cfg)` (SCALE x the GIN's updates).
 
 Quality gates (`latentlab.gates`), on every seed's own models, returned by `run_seed` beside its result rows
 (`latentlab.grid.tables` tells them apart):
 
-* instrument "gin", `reconstruction_gate` on G(E(x)) of GATE_IMAGES fixed held-out test images (the same for every
+* instrument "gin", `reconstruction_gate` on G(invert(x)) of GATE_IMAGES fixed held-out test images (the same for every
   seed): the oracle must recognise at least 0.8 x as many reconstructions as real images, and the per-pixel error
   must be at most 0.6 x that of predicting the mean image. AISEL's selection reads E(x) of the labelled images
   (eq. 10's fixed points) and decodes G(f): a GIN that does not invert puts both on the wrong images;
