@@ -73,14 +73,15 @@ def test_the_cache_key_changes_with_every_config_field_and_with_the_images(tmp_p
     fit_gin(x, TINY)
     fit_gin(x, TINY)  # a hit: no second file
     assert len(list(tmp_path.glob("gin-*.pt"))) == 1
-    for n, f in enumerate(fields(GINConfig), start=2):
+    trained = [f for f in fields(GINConfig) if not f.name.startswith("invert_")]  # (iii) runs after training
+    for n, f in enumerate(trained, start=2):
         value = getattr(TINY, f.name)
         fit_gin(x, replace(TINY, **{f.name: value * 2 if value else 1}))
         assert len(list(tmp_path.glob("gin-*.pt"))) == n, f"changing {f.name} did not change the key"
     other = x.clone()
     other[0, 0, 0, 0] += 0.5  # one pixel of the training images
     fit_gin(other, TINY)
-    assert len(list(tmp_path.glob("gin-*.pt"))) == len(fields(GINConfig)) + 2
+    assert len(list(tmp_path.glob("gin-*.pt"))) == len(trained) + 2
 
 
 def test_a_cache_hit_computes_bitwise_what_the_fresh_training_does(tmp_path, monkeypatch):
@@ -91,3 +92,25 @@ def test_a_cache_hit_computes_bitwise_what_the_fresh_training_does(tmp_path, mon
     fresh, loaded = fit_gin(x, cfg), fit_gin(x, cfg)
     u = fresh.sample_latent(20, generator=torch.Generator().manual_seed(2))
     assert torch.equal(fresh.encode(x), loaded.encode(x)) and torch.equal(fresh.generate(u), loaded.generate(u))
+
+
+def test_invert_refines_the_encoders_estimate_stays_in_the_box_and_ignores_the_batch():
+    torch.manual_seed(0)
+    gin = GIN(latent_dim=4, width=4, invert_steps=30, invert_lr=0.1)
+    gin.generator.train()
+    gin.generator(gin.sample_latent(32))  # batch-norm statistics off their initial values
+    gin.generator.eval()
+    x = gin.generate(gin.sample_latent(6, generator=torch.Generator().manual_seed(1)))  # images G can draw
+    err = lambda f: ((gin.generate(f) - x) ** 2).flatten(1).mean(1)  # noqa: E731
+    f0, f = gin.invert(x, steps=0), gin.invert(x)
+    assert torch.equal(f0, gin.encode(x))  # steps 0: E(x) alone, the paper's use
+    assert (err(f) < err(f0)).all() and f.abs().max() <= 1
+    assert torch.allclose(gin.invert(x, batch_size=2), f, atol=1e-5)  # each image's loss is its own
+    assert all(p.requires_grad for p in gin.generator.parameters()) and not gin.generator.training
+    assert torch.allclose(gin.reconstruct(x), gin.generate(f))
+
+
+def test_the_refinement_is_not_part_of_the_trained_gins_cache_key():
+    a, b = GINConfig(invert_steps=0), GINConfig(invert_steps=50, invert_lr=0.3)
+    assert a.key() == b.key() and "invert_steps" not in a.key()
+    assert GINConfig(gan_steps=5).key() != a.key()

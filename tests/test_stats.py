@@ -396,3 +396,50 @@ def test_a_claim_with_many_failed_gates_names_the_first_two_and_counts_the_rest(
                                  "threshold": 1.0, "passed": False} for i in range(5)])
     table = stats.compare(results, [stats.Claim("a", "b", instruments=("vae",))], instruments=instruments)
     assert table["verdict"].iloc[0] == "not tested: vae/c0 failed, vae/c1 failed, 3 more"
+
+
+def test_equivalence_claims_read_tost_from_the_interval_and_agree_with_statsmodels():
+    from statsmodels.stats.weightstats import ttost_paired
+    rng = np.random.default_rng(0)
+    b = rng.normal(80, 2, 8)
+    for shift, margin in ((0.3, 3.0), (0.3, 0.5), (6.0, 3.0), (-6.0, 3.0), (2.0, 3.0)):
+        a = b + shift + rng.normal(0, 1, 8)
+        r = stats.paired(a, b, margin=margin, confidence=0.90)  # the 90 % interval is the TOST at 5 %
+        p_tost = ttost_paired(a, b, -margin, margin)[0]
+        kind = stats.verdict_kind(r["verdict"])
+        assert (kind == "equivalent") == (p_tost < 0.05), (shift, margin, r["verdict"], p_tost)
+        d = a - b
+        if kind == "not equivalent":
+            assert abs(d.mean()) > margin
+    assert stats.verdict(-1.0, 2.0, margin=3) == "equivalent (within ±3)"
+    assert stats.verdict(3.5, 6.0, margin=3) == "not equivalent (beyond ±3)"
+    assert stats.verdict(-4.0, -3.0, margin=3) == "not equivalent (beyond ±3)"
+    assert stats.verdict(-1.0, 4.0, margin=3) == "inconclusive (equivalence, ±3)"
+    assert stats.verdict(-1.0, 1.0, margin=3, n=2).startswith("not decided")
+    with pytest.raises(ValueError, match="positive"):
+        stats.verdict(-1.0, 1.0, margin=0)
+
+
+def test_an_equivalence_claim_stays_in_the_family_and_is_named_with_its_margin():
+    rows = [{"dataset": "d", "arm": arm, "seed": s, "metric": "accuracy", "value": v}
+            for s in range(6) for arm, v in (("a", 0.80 + 0.01 * s), ("b", 0.81 + 0.01 * s + 0.002 * (s % 2)),
+                                            ("c", 0.70 + 0.012 * s))]
+    table = stats.compare(pd.DataFrame(rows), [stats.Claim("a", "b", margin=3.0), stats.Claim("a", "c")])
+    eq = table.set_index("comparison").loc["a − b (within ±3)"]
+    assert stats.verdict_kind(eq["verdict"]) == "equivalent" and table.attrs["family"] == 2
+    assert -3 < eq["low_fw"] and eq["high_fw"] < 3
+
+
+def test_scale_check_compares_the_same_seeds_and_calls_a_change_beyond_the_seed_spread_a_move():
+    def table(diffs, seeds):
+        return pd.DataFrame([{"dataset": "d", "arm": arm, "seed": s, "metric": "accuracy", "value": v}
+                             for s, dd in zip(seeds, diffs) for arm, v in (("a", 0.5 + dd), ("b", 0.5))])
+    base = table([0.01, 0.03, 0.02, 0.40], [0, 1, 2, 3])  # seed 3 is not in the scaled run and must not count
+    out = stats.scale_check(base, table([0.06, 0.07, 0.08], [0, 1, 2]), [("a", "b")]).iloc[0]
+    assert out["n"] == 3 and out["mean_base"] == pytest.approx(2.0) and out["mean_scaled"] == pytest.approx(7.0)
+    assert out["change"] == pytest.approx(5.0) and out["seed_sd"] == pytest.approx(1.0) and out["moved"]
+    still = stats.scale_check(base, table([0.02, 0.03, 0.02], [0, 1, 2]), [("a", "b")]).iloc[0]
+    assert still["change"] == pytest.approx(1 / 3) and not still["moved"]
+    assert stats.scale_check(base, pd.DataFrame(), [("a", "b")]).empty  # a profile without a scale check
+    with pytest.raises(ValueError, match="shared seeds"):
+        stats.scale_check(base, table([0.06], [0]), [("a", "b")])

@@ -81,7 +81,8 @@ def summarise(df: pd.DataFrame, by: tuple[str, ...] = ("dataset", "arm", "metric
 
 
 VERDICT_COLORS = {"supported": "#1b9e77", "reversed": "#d95f02", "paper-size effect excluded": "#7570b3",
-                  "inconclusive": "0.45", "not decided": "0.75", "not tested": "0.75"}  # by `stats.verdict_kind`
+                  "inconclusive": "0.45", "equivalent": "#1b9e77", "not equivalent": "#d95f02",
+                  "not decided": "0.75", "not tested": "0.75"}  # by `stats.verdict_kind`
 
 
 def forest_plot(table: pd.DataFrame, *, by: str = "dataset", unit: str = "points", title: str | None = None,

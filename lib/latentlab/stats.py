@@ -35,6 +35,12 @@ one family. **The verdict word comes from the family-wise interval**; `low` / `h
 * ``not tested: <instrument>/<check> failed``: the claim relies on instruments (`Claim.instruments`) of which a
   quality gate failed on that dataset (`compare`'s ``instruments=``, the table of `latentlab.gates`).
 
+**Equivalence claims** (`Claim(margin=delta)`: "a is as good as b, within +-delta points"): two one-sided tests
+(TOST) read from the same family-wise interval, which is conservative (the TOST at level alpha uses the 1 - 2 alpha
+interval): ``equivalent (within +-delta)`` when -delta < lo and hi < delta; ``not equivalent (beyond +-delta)`` when
+the interval lies wholly outside (-delta, delta); ``inconclusive (equivalence, +-delta)`` otherwise. The checks for
+"not tested" / "not decided" come first, as for every claim.
+
 The claimed side is `Claim.direction`, else the sign of the paper's effect, else +1: a claim such as "Uniform sampling
 is far *below* Random" (paper: -24 points) is supported by an interval below 0. A direction that contradicts the
 paper's own sign raises (a paper effect of 0 goes with either).
@@ -55,7 +61,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-KINDS = ("supported", "reversed", "paper-size effect excluded", "inconclusive", "not decided", "not tested")
+KINDS = ("supported", "reversed", "paper-size effect excluded", "inconclusive", "equivalent", "not equivalent",
+         "not decided", "not tested")
+HELD = ("not decided", "not tested")  # kinds outside the family (no interval decides them)
 MIN_SEEDS = 3  # fewer seeds than this give "not decided"
 MAX_SEEDS = 10_000  # seeds_to_detect searches no further ("10000+ seeds would decide")
 
@@ -84,6 +92,8 @@ class Claim:
     that disagrees with the sign of a paper effect raises ValueError.
     instruments: the instruments (names in `latentlab.gates` tables) the claim relies on; a failed gate of one of
     them makes the claim "not tested" (see `compare`).
+    margin: an equivalence claim "a is within +-margin of b" (same units), tested by TOST (module docstring); the
+    paper's effect, if given, is reported beside it.
     """
 
     a: str
@@ -91,6 +101,7 @@ class Claim:
     paper: float | dict | None = None
     direction: int | None = None
     instruments: tuple[str, ...] = ()
+    margin: float | None = None
 
     def __post_init__(self):
         names = (self.instruments,) if isinstance(self.instruments, str) else tuple(self.instruments)
@@ -112,7 +123,7 @@ class Claim:
 
     @property
     def name(self) -> str:
-        return f"{self.a} − {self.b}"
+        return f"{self.a} − {self.b}" + (f" (within ±{self.margin:g})" if self.margin is not None else "")
 
 
 def as_claim(c: Claim | Sequence) -> Claim:
@@ -193,13 +204,13 @@ def _seeds_to_decide(paper, direction: int, sd, alpha: float, power: float) -> i
 
 def verdict(low: float, high: float, paper: float | None = None, direction: int = 1, *, n: int | None = None,
             sd: float | None = None, degenerate: bool = False, failed: str | None = None, alpha: float = 0.05,
-            power: float = 0.8) -> str:
+            power: float = 0.8, margin: float | None = None) -> str:
     """The verdict for an interval [low, high] of a - b (see the module docstring for every word).
 
     [low, high] is the interval that decides (in `compare`, the family-wise one, at level alpha = 0.05 / m). The
     checks that come first, when their arguments are given: `failed` (a failed gate: "not tested: <failed>"), then
     `degenerate`, fewer than 3 seeds (`n`) and zero spread (`sd`): "not decided: <reason>". `sd`, `alpha` and
-    `power` also give N in "inconclusive (N seeds would decide)".
+    `power` also give N in "inconclusive (N seeds would decide)". margin: an equivalence claim (TOST words).
     """
     _check_side(paper, direction)
     if failed:
@@ -212,6 +223,8 @@ def verdict(low: float, high: float, paper: float | None = None, direction: int 
         return "not decided: zero spread of the differences"
     if not (np.isfinite(low) and np.isfinite(high)):
         return "not decided: no finite interval"
+    if margin is not None:
+        return equivalence(low, high, margin)
     lo, hi = sorted((direction * low, direction * high))  # on the claimed side, the claim reads "difference > 0"
     p = None if _number(paper) is None else direction * float(paper)
     if lo > 0:
@@ -227,6 +240,17 @@ def verdict(low: float, high: float, paper: float | None = None, direction: int 
     if decide <= 0:
         return "inconclusive"
     return f"inconclusive ({decide}{'+' if decide >= MAX_SEEDS else ''} seeds would decide)"
+
+
+def equivalence(low: float, high: float, margin: float) -> str:
+    """The TOST reading of an interval [low, high] against the margin (-margin, margin)."""
+    if not margin > 0:
+        raise ValueError(f"An equivalence margin must be positive; got {margin}.")
+    if -margin < low and high < margin:
+        return f"equivalent (within ±{margin:g})"
+    if low >= margin or high <= -margin:
+        return f"not equivalent (beyond ±{margin:g})"
+    return f"inconclusive (equivalence, ±{margin:g})"
 
 
 def verdict_kind(word: str) -> str:
@@ -248,22 +272,24 @@ def _at_family(r: dict, m: int, confidence: float, power: float, **reasons) -> d
     """The family-wise columns of a row (n, mean, sd, paper, direction) in a family of m rows (Bonferroni)."""
     alpha = (1 - confidence) / max(m, 1)
     low, high = t_interval(r["mean"], r["sd"], r["n"], 1 - alpha)
-    word = verdict(low, high, r["paper"], r["direction"], n=r["n"], sd=r["sd"], alpha=alpha, power=power, **reasons)
+    margin = _number(r.get("margin"))
+    word = verdict(low, high, r["paper"], r["direction"], n=r["n"], sd=r["sd"], alpha=alpha, power=power,
+                   margin=margin, **reasons)
     kind = verdict_kind(word)
     return {"low_fw": low, "high_fw": high, "verdict": word,
             "seeds_to_decide": _seeds_to_decide(r["paper"], r["direction"], r["sd"], alpha, power)
-            if kind == "inconclusive" else -1,
-            "vs_paper": "" if kind.startswith("not") else _versus_paper(low, high, r["paper"], r["direction"]),
+            if kind == "inconclusive" and margin is None else -1,
+            "vs_paper": "" if kind in HELD else _versus_paper(low, high, r["paper"], r["direction"]),
             "fw_method": f"Bonferroni, m = {m}"}
 
 
 def paired(a: Sequence[float], b: Sequence[float], *, paper: float | None = None, direction: int | None = None,
            confidence: float = 0.95, power: float = 0.8, family: int = 1, degenerate: bool = False,
-           failed: str | None = None) -> dict:
+           failed: str | None = None, margin: float | None = None) -> dict:
     """The paired comparison of two arms over the same seeds (a[i], b[i] from seed i).
 
     The verdict comes from the interval at confidence 1 - (1 - confidence) / family (`low_fw`, `high_fw`; with
-    family=1 the same as `low`, `high`); `degenerate` and `failed` as in `verdict`.
+    family=1 the same as `low`, `high`); `degenerate`, `failed` and `margin` (an equivalence claim) as in `verdict`.
     """
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape or a.ndim != 1:
@@ -283,7 +309,8 @@ def paired(a: Sequence[float], b: Sequence[float], *, paper: float | None = None
     p_w = float(stats.wilcoxon(d).pvalue) if np.any(d != 0) else 1.0
     r = {"n": n, "mean": mean, "sd": sd, "low": low, "high": high, "low_fw": low, "high_fw": high, "p_t": p_t,
          "p_wilcoxon": p_w, "wins": int((direction * d > 0).sum()), "losses": int((direction * d < 0).sum()),
-         "mde": minimum_detectable_effect(sd, n, 1 - confidence, power), "paper": paper, "direction": direction}
+         "mde": minimum_detectable_effect(sd, n, 1 - confidence, power), "paper": paper, "direction": direction,
+         "margin": np.nan if margin is None else float(margin)}
     fw = _at_family(r, family, confidence, power, degenerate=degenerate, failed=failed)
     return {**r, "low_fw": fw.pop("low_fw"), "high_fw": fw.pop("high_fw"), **fw}
 
@@ -310,7 +337,7 @@ def one_family(*tables: pd.DataFrame, family: int | None = None, confidence: flo
     """Tables of `compare` / `pooled` joined into one family: the family-wise intervals, verdicts and Holm p-values
     recomputed over all their rows (m = the decided and tested rows, or `family`)."""
     table = pd.concat(tables, ignore_index=True)
-    held = table["verdict"].astype(str).str.startswith("not ").to_numpy()
+    held = table["verdict"].map(lambda w: verdict_kind(w) in HELD).to_numpy()
     m = int((~held).sum()) if family is None else int(family)
     if m < (~held).sum():
         raise ValueError(f"family = {m} is smaller than the {(~held).sum()} decided rows of the table.")
@@ -424,7 +451,7 @@ def _table(results, claims, *, metric="accuracy", by="dataset", over=None, label
                 r = paired(x[c.a].to_numpy() * scale, x[c.b].to_numpy() * scale, paper=c.paper_for(key),
                            direction=c.sign(key), confidence=confidence, power=power,
                            degenerate=_all_degenerate(flags, runs.index, c),
-                           failed=_failed_gates(instruments, c.instruments, datasets))
+                           failed=_failed_gates(instruments, c.instruments, datasets), margin=c.margin)
                 rows.append({**where, "comparison": c.name, "metric": m, **r})
     if not rows:
         raise ValueError("No claim matched the arms of the results table.")
@@ -470,6 +497,37 @@ def pooled(results: pd.DataFrame, claims: Iterable[Claim | Sequence], *, over: s
     return _table(results, claims, metric=metric, by=by, over=over, label=label, **options)
 
 
+def scale_check(base: pd.DataFrame, scaled: pd.DataFrame, claims: Iterable[Claim | Sequence], *,
+                metric: str = "accuracy", scale: float = 100.0) -> pd.DataFrame:
+    """Did a claim's effect move when the generative model got k x the budget? Per dataset and claim, on the seeds
+    both runs share: the mean paired difference with the notebook's models (`base`) and with the k x models
+    (`scaled`), their change, and the seed spread (sd of the base differences over those seeds); `moved` is
+    |change| > spread. Tidy result tables (dataset, arm, seed, metric, value); differences in points (x scale).
+    An empty `scaled` (a profile that runs no scale check) gives an empty table."""
+    columns = ["dataset", "comparison", "metric", "n", "mean_base", "mean_scaled", "change", "seed_sd", "moved"]
+    if scaled.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for c in (as_claim(c) for c in claims):
+        wide = {k: _pivot(t[t["metric"] == metric], ["dataset"]) for k, t in (("base", base), ("scaled", scaled))}
+        if any(c.a not in w.columns or c.b not in w.columns for w in wide.values()):
+            continue
+        d = {k: (w[c.a] - w[c.b]).dropna() * scale for k, w in wide.items()}
+        for dataset in dict.fromkeys(d["scaled"].index.get_level_values("dataset")):
+            at = {k: v.xs(dataset, level="dataset") for k, v in d.items()}
+            seeds = at["scaled"].index.intersection(at["base"].index)
+            if len(seeds) < 2:
+                continue
+            b, k = at["base"].loc[seeds], at["scaled"].loc[seeds]
+            change = float(k.mean() - b.mean())
+            rows.append({"dataset": dataset, "comparison": c.name, "metric": metric, "n": len(seeds),
+                         "mean_base": float(b.mean()), "mean_scaled": float(k.mean()), "change": change,
+                         "seed_sd": float(b.std(ddof=1)), "moved": abs(change) > float(b.std(ddof=1))})
+    if not rows:
+        raise ValueError("No claim has both arms on at least 2 shared seeds in both tables.")
+    return pd.DataFrame(rows, columns=columns)
+
+
 def describe(row: pd.Series | dict, unit: str = "pts") -> str:
     """One sentence for a row of `compare`: the difference, its unadjusted and family-wise intervals, the paper's
     effect and the verdict (a row not decided / not tested gets its mean, n and reason only)."""
@@ -479,7 +537,7 @@ def describe(row: pd.Series | dict, unit: str = "pts") -> str:
     word = str(r["verdict"])
     kind = verdict_kind(word)
     shout = kind.upper() + word[len(kind):]
-    if kind.startswith("not"):
+    if kind in HELD:
         return f"{r['comparison']} = {r['mean']:+.2f} {unit} (n = {r['n']}){paper}: {shout}"
     fw = (f"; family-wise [{r['low_fw']:+.2f}, {r['high_fw']:+.2f}] ({r.get('fw_method', 'Bonferroni')})"
           if "low_fw" in r else "")
