@@ -21,7 +21,7 @@ from latentlab.models import SmallCNN, mc_dropout
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, ConvVAE, build_autoencoder, train_autoencoder
 from latentlab.oracle import Oracle
 from latentlab.papers import tsynd as paper
-from latentlab.perturb import attack_batched, fgsm, pgd, standard_perturbations
+from latentlab.perturb import attack_batched, fgsm, pgd, robustness, standard_perturbations
 from latentlab.samplers.tsynd import latent_ascent, mc_probs, random_latent, synthesise
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_tsynd.ipynb"
@@ -156,6 +156,26 @@ def test_fgsm_and_pgd_lower_accuracy_of_a_trained_model():
     assert attacked["pgd"] <= attacked["fgsm"] + 0.02
     adv = attack_batched(pgd, model, x, y, eps=0.15)
     assert (adv - x).abs().max() <= 0.15 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+
+
+def test_robustness_is_measured_on_the_correctly_classified_images_over_the_sweep():
+    repro.seed_everything(0)
+    model = train.fit(SmallCNN(1, 2, width=8), _toy(), None, task="binary-class", epochs=5, batch_size=32).model
+    x, y = _toy(200, 1)
+    right = model.eval()(x).argmax(1) == y
+    levels = [2 / 255, 20 / 255, 40 / 255]
+    out = robustness(model, x, y, attack_eps=levels, pgd_steps=3, perturbations={"none": lambda v: v})
+    assert out["robust_images"] == int(right.sum())
+    assert out["accuracy_none"] == 1.0  # every counted image is right, unperturbed
+    pgd_curve = [out[f"accuracy_pgd@{e * 255:g}"] for e in levels]
+    assert pgd_curve[0] >= pgd_curve[1] >= pgd_curve[2] and pgd_curve[2] < 0.9  # larger budgets hurt more
+    assert out["accuracy_pgd"] == sum(pgd_curve) / 3
+    # a constant predictor: only the images of its one class count, and there is nothing to attack elsewhere
+    const = nn.Sequential(nn.Flatten(), nn.Linear(256, 2))
+    with torch.no_grad():
+        const[1].weight.zero_(), const[1].bias.copy_(torch.tensor([0.0, 1.0]))
+    flat = robustness(const, x, y, attack_eps=levels, pgd_steps=2, perturbations={})
+    assert flat["robust_images"] == int((y == 1).sum()) and flat["accuracy_pgd"] == 1.0
 
 
 def test_test_time_perturbations_keep_shape_and_range():
