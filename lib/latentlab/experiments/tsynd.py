@@ -40,8 +40,7 @@ from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, decode_all, 
 from latentlab.oracle import Oracle, train_oracle
 from latentlab.perturb import robustness, standard_perturbations
 from latentlab.samplers.tsynd import MODES, latent_radius, synthesise
-from latentlab.train import (FitResult, Hooks, Schedule, fit_classifier, mc_predict, predict_proba, schedule,
-                             validate)
+from latentlab.train import FitResult, Hooks, Schedule, fit_classifier, mc_predict, predict_proba, schedule, validate
 from latentlab.utils import batched
 
 ARMS = ("baseline", "recon-only", "random-latent", "tsynd-entropy", "tsynd-mi", "baseline+updates")
@@ -258,7 +257,8 @@ class LatentAugmenter:
             z, x = synthesise(self.mode, self.autoencoder, model, self.z_real[idx], eps=self.eps, steps=self.steps,
                               T=self.T, generator=self.generator)
             self.current, self.last_z, self.last_idx = (x, self.y[idx]), z, idx
-            self.log.append({"epoch": epoch, "n": len(idx), "mean_shift": float((z - self.z_real[idx]).norm(dim=1).mean()),
+            shift = float((z - self.z_real[idx]).norm(dim=1).mean())
+            self.log.append({"epoch": epoch, "n": len(idx), "mean_shift": shift,
                              **self.uncertainty(model, x, decode_all(self.autoencoder, self.z_real[idx]))})
         return self.current
 
