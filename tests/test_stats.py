@@ -577,3 +577,19 @@ def test_random_effects_needs_two_decided_settings():
     opposite = stats.compare(_settings(HETERO), [stats.Claim("a", "b", {"s1": 2.0, "s2": -1.0})])
     with pytest.raises(ValueError, match="opposite sides"):
         stats.random_effects(opposite)
+
+
+def test_a_claim_with_fewer_than_two_seeds_is_a_visible_not_decided_row():
+    """Robustness values are NaN for constant predictors: a claim left with one seed keeps its row (not decided, or
+    not tested when a gate failed) and stays out of the family instead of raising or vanishing."""
+    rows = [{"dataset": "d", "arm": arm, "seed": s, "metric": "m", "value": v}
+            for s in range(4) for arm, v in (("a", 0.5 + s / 10 if s else np.nan), ("b", 0.4))]
+    rows += [{"dataset": "e", "arm": arm, "seed": s, "metric": "m", "value": 0.5 + (arm == "a") * (0.1 + s * s / 100)}
+             for s in range(4) for arm in ("a", "b")]
+    table = pd.DataFrame(rows)
+    for s in (1, 2):
+        table.loc[(table.dataset == "d") & (table.arm == "a") & (table.seed == s), "value"] = np.nan
+    out = stats.compare(table, [("a", "b")], metric="m").set_index("dataset")
+    assert out.loc["d", "n"] == 1 and out.loc["d", "verdict"] == "not decided: fewer than 3 seeds (n = 1)"
+    assert out.attrs["family"] == 1 and np.isnan(out.loc["d", "p_holm"])
+    assert not out.loc["e", "verdict"].startswith("not ")

@@ -436,6 +436,16 @@ def _failed_gates(instruments: pd.DataFrame | None, names: tuple[str, ...], data
     return ", ".join(words) or None
 
 
+def _too_few(x: pd.DataFrame, c: Claim, key, failed: str | None) -> dict:
+    """The row of a claim with fewer than 2 seeds that have both arms: no interval, "not tested" or "not decided"."""
+    nan = float("nan")
+    return {"n": len(x), "mean": nan, "sd": nan, "low": nan, "high": nan, "low_fw": nan, "high_fw": nan, "p_t": nan,
+            "p_wilcoxon": nan, "wins": 0, "losses": 0, "mde": nan, "paper": c.paper_for(key),
+            "direction": c.sign(key), "margin": nan if c.margin is None else float(c.margin),
+            "verdict": verdict(nan, nan, c.paper_for(key), c.sign(key), n=len(x), failed=failed),
+            "seeds_to_decide": -1, "vs_paper": "", "fw_method": ""}
+
+
 def _table(results, claims, *, metric="accuracy", by="dataset", over=None, label="pooled", scale=100.0,
            confidence=0.95, power=0.8, family=None, degenerate=None, instruments=None) -> pd.DataFrame:
     claims = [as_claim(c) for c in claims]
@@ -475,10 +485,13 @@ def _table(results, claims, *, metric="accuracy", by="dataset", over=None, label
                     key, x = ((*group, label) if by else label), runs.groupby(level="seed", sort=False).mean()
                     where |= {over: label, "settings": ", ".join(map(str, settings))}
                     datasets = settings if over == "dataset" else datasets
+                failed = _failed_gates(instruments, c.instruments, datasets)
+                if len(x.dropna()) < 2:  # e.g. robustness, where constant predictors have no value
+                    rows.append({**where, "comparison": c.name, "metric": m, **_too_few(x.dropna(), c, key, failed)})
+                    continue
                 r = paired(x[c.a].to_numpy() * scale, x[c.b].to_numpy() * scale, paper=c.paper_for(key),
                            direction=c.sign(key), confidence=confidence, power=power,
-                           degenerate=_all_degenerate(flags, runs.index, c),
-                           failed=_failed_gates(instruments, c.instruments, datasets), margin=c.margin)
+                           degenerate=_all_degenerate(flags, runs.index, c), failed=failed, margin=c.margin)
                 rows.append({**where, "comparison": c.name, "metric": m, **r})
     if not rows:
         raise ValueError("No claim matched the arms of the results table.")
