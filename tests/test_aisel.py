@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from latentlab import data, gates, grid, oracle
+from latentlab import data, gates, grid, metrics, oracle
 from latentlab.config import ClfConfig, OracleConfig
 from latentlab.experiments import aisel
 from latentlab.papers import aisel as paper
-from latentlab.train import fit_classifier
+from latentlab.train import fit_classifier, predict_proba
 
 
 def test_class_balance_is_a_normalised_label_entropy():
@@ -19,17 +22,33 @@ def test_class_balance_is_a_normalised_label_entropy():
     assert aisel.class_balance(torch.tensor([0, 0, 1, 1]), 4) == pytest.approx(0.5)  # ln 2 / ln 4
 
 
-def test_the_claims_carry_the_papers_effects_from_its_table():
-    effects = {(c.a, c.b): c.paper for c in paper.CLAIMS}
-    assert effects == {("aisel+m", "random+m"): 8.3, ("random+m", "native"): 7.8, ("aisel+m", "native"): 16.1,
-                       ("aisel+m", "random+M"): -3.0, ("aisel+m", "maxent+m"): None, ("random+M", "random+m"): None}
-    assert paper.CLAIMS[3].sign() == -1  # "AISEL close to ten times more random images": a claim below zero
+def test_the_claims_carry_the_papers_effects_at_the_papers_ratio_only():
+    plain = {(c.a, c.b): c.paper for c in paper.claims()}
+    assert plain == {("aisel+m", "random+m"): None, ("random+m", "native"): None, ("aisel+m", "native"): None,
+                     ("aisel+m", "random+M"): -3.0, ("aisel+m", "maxent+m"): None, ("random+M", "random+m"): None,
+                     ("aisel+m", "real+m"): None, ("aisel+m", "uncertain-real+m"): None, ("real+m", "native"): None,
+                     ("aisel+M", "random+M"): None, ("random+M", "native"): None}
+    at = {(c.a, c.b): c.paper for c in paper.claims({"pneumoniamnist": "M", "mnist": "m"})}
+    assert at[("aisel+M", "random+M")] == {"pneumoniamnist": 8.3} and at[("random+M", "native")] == {
+        "pneumoniamnist": 7.8}
+    assert at[("aisel+m", "random+m")] == {"mnist": 8.3} and at[("aisel+m", "native")] == {"mnist": 16.1}
+    assert paper.CLAIMS[3].margin == paper.MARGIN == 3.0  # "AISEL close to random+M": an equivalence claim
     assert all(c.paper is None and c.sign() == 1 for c in paper.AUC_CLAIMS)
-    assert all(c.instruments == ("gin", "gin-samples", "classifier") for c in paper.CLAIMS + paper.AUC_CLAIMS)
+    assert [c.margin for c in paper.AUC_CLAIMS] == [c.margin for c in paper.CLAIMS]
+    assert all(c.instruments == (("classifier",) if c.a == "real+m" else ("gin", "gin-samples", "classifier"))
+               for c in paper.CLAIMS + paper.AUC_CLAIMS)
+    assert {(c.a, c.b) for c in paper.HEADLINE} == {("aisel+m", "random+m"), ("aisel+m", "random+M"),
+                                                    ("aisel+M", "random+M")}
     table = paper.table()
     assert list(table.columns) == ["native", "random+m", "aisel+m", "random+M"]
     assert table.loc["accuracy", "aisel+m"] == 75.60 and set(table.index) == {"accuracy", "sensitivity",
                                                                                 "specificity", "f1"}
+
+
+def test_the_papers_ratio_is_where_big_m_is_nine_times_n(tiny):
+    assert aisel.at_paper_ratio(tiny) == {}
+    assert aisel.at_paper_ratio(tiny.replace(m_large=9 * 40)) == {"breastmnist": "M"}
+    assert aisel.at_paper_ratio(tiny.replace(m_small=9 * 40)) == {"breastmnist": "m"}
 
 
 def test_soft_labels_are_one_hot_for_real_images_and_the_oracles_probabilities_for_synthetic_ones():
@@ -62,21 +81,28 @@ def tiny(writable_mirror, tmp_path, monkeypatch):
                     monitor="auc", val_checks=2)
     yield aisel.Config(datasets=("breastmnist",), n_labelled={"breastmnist": 40}, seeds=(0, 1), m_small=12,
                        m_large=30, latent_dim=2, gin_width=4, gan_steps=2, n_critic=1, gan_lr=1e-3, gan_batch=16,
-                       encoder_steps=2, oracle=OracleConfig(arch="cnn", width=8, steps=150, max_images=None), clf=clf,
+                       encoder_steps=2, invert_steps=3,
+                       oracle=OracleConfig(arch="cnn", width=8, steps=150, max_images=None), clf=clf,
                        n_candidates=200, sp_iters=3, n_val=60, n_test=100, curve_sizes=(5,), curve_seeds=(0,),
-                       workers=1)
+                       scale_datasets=("breastmnist",), scale_seeds=(0, 1), workers=1)
     oracle.train_oracle.cache_clear()
 
 
 def test_run_seed_end_to_end_and_its_rows_depend_on_their_coordinates_only(tiny, tmp_path):
     one, gates_one = grid.tables(aisel.run_seed, grid.tasks(tiny, dataset=tiny.datasets, seed=[0]), workers=1)
-    assert list(dict.fromkeys(one.arm)) == ["native", "random+m", "random+M", "aisel+m", "maxent+m"]
+    assert list(dict.fromkeys(one.arm)) == ["native", "random+m", "random+M", "aisel+m", "aisel+M", "maxent+m",
+                                            "real+m", "uncertain-real+m"]
     sizes = one.groupby("arm")["n_synthetic"].first().to_dict()
-    assert sizes == {"native": 0, "random+m": 12, "random+M": 30, "aisel+m": 12, "maxent+m": 12}
+    assert sizes == {"native": 0, "random+m": 12, "random+M": 30, "aisel+m": 12, "aisel+M": 30, "maxent+m": 12,
+                     "real+m": 12, "uncertain-real+m": 12}
     metrics = set(one[one.arm == "aisel+m"].metric)
     assert {"accuracy", "auc", "oracle_confidence", "class_balance", "classifier_entropy", "energy_distance",
-            "val_accuracy", "best_epoch"} <= metrics
-    assert set(one[one.arm == "native"].metric) >= {"val_accuracy", "best_epoch", "gin_recon_mse"}
+            "val_accuracy", "best_epoch", "boundary_share", "real_passes", "class_share_0", "class_share_1"} <= metrics
+    assert set(one[one.arm == "native"].metric) >= {"val_accuracy", "best_epoch", "gin_recon_mse", "weights_ess"}
+    passes = one[one.metric == "real_passes"].set_index("arm")["value"]
+    assert passes.nunique() == 1  # every arm sees the real images as often as native
+    shares = one[one.metric.str.startswith("class_share_")].groupby("arm")["value"].sum()
+    assert np.allclose(shares, 1.0) and set(shares.index) == set(aisel.SYNTHETIC + aisel.REAL)
     assert len(list(tmp_path.glob("gin-*.pt"))) == 1 and len(list(tmp_path.glob("oracle-*.pt"))) == 1
     two, gates_two = grid.tables(aisel.run_seed, grid.tasks(tiny, dataset=tiny.datasets, seed=[1, 0]), workers=1)
     assert two[two.seed == 0].reset_index(drop=True).equals(one)  # cached GIN, same rows, whatever the grid
@@ -139,14 +165,16 @@ def test_claims_rest_on_the_gin_read_not_tested_when_its_gate_fails_and_not_deci
     inst = gates.table(inst, gates.classifier_convergence(res, doubled, setting="arm"))
     passing = inst.assign(passed=True)
     ok = paper.verdicts(res, passing)
-    assert len(ok) == 12 and not ok.verdict.str.startswith("not tested").any()
+    assert len(ok) == 22 and not ok.verdict.str.startswith("not tested").any()  # 11 claims x 2 metrics
     broken = passing.copy()
     broken.loc[(broken.instrument == "gin") & (broken.check == "recon_mse") & (broken.seed == 1), "passed"] = False
-    words = paper.verdicts(res, broken).verdict
-    assert (words == "not tested: gin/recon_mse failed").all()
+    table = paper.verdicts(res, broken)
+    on_gin = table.comparison != "real+m − native"
+    assert (table.verdict[on_gin] == "not tested: gin/recon_mse failed").all()
+    assert not table.verdict[~on_gin].str.startswith("not tested").any()  # real images: no GIN under the claim
     missing = paper.verdicts(res, passing[passing.instrument != "classifier"]).verdict
     assert (missing == "not tested: classifier not measured").all()
-    assert paper.verdicts(res, broken).attrs["family"] == 0 and ok.attrs["family"] <= 12
+    assert table.attrs["family"] <= 2 and ok.attrs["family"] <= 22
     two = paper.verdicts(res[res.seed < 2], passing[passing.seed < 2]).verdict  # the smoke profile's two seeds
     assert two.str.startswith("not decided").all()
 
@@ -158,3 +186,38 @@ def test_a_variant_reproduces_the_main_grids_aisel_rows(tiny):
     mine = rows[(rows.arm == "aisel+m") & (rows.metric != "distance_to_real")].set_index("metric")["value"]
     theirs = pd.DataFrame(main).query("arm == 'aisel+m'").set_index("metric")["value"]
     assert mine.to_dict() == theirs.to_dict()
+
+
+def test_the_real_arms_draw_from_the_unlabelled_pool_and_uncertain_takes_the_least_sure(tiny):
+    s = aisel.setup(tiny, "breastmnist", 0)
+    assert len(s.pool) + len(s.labelled) == len(s.train)
+    flat = lambda x: {tuple(v.flatten().tolist()) for v in x}  # noqa: E731
+    sets = aisel.real_sets(tiny, s, 12)
+    assert all(len(x) == 12 for x in sets.values())
+    assert not (flat(sets["real+m"]) | flat(sets["uncertain-real+m"])) & flat(s.labelled.x)
+    gen = torch.Generator().manual_seed(30_000)
+    candidates = s.pool.x[torch.randperm(len(s.pool), generator=gen)[:tiny.n_candidates]]
+    h = metrics.entropy(predict_proba(s.classifier, candidates, task="binary-class"))
+    chosen = metrics.entropy(predict_proba(s.classifier, sets["uncertain-real+m"], task="binary-class"))
+    assert chosen.min() >= torch.sort(h, descending=True).values[11] - 1e-6
+
+
+def test_passes_are_matched_so_larger_sets_get_more_updates_not_fewer_passes(tiny):
+    s = aisel.setup(tiny, "breastmnist", 0)
+    o = oracle.train_oracle("breastmnist", tiny.oracle)
+    native = s.native.schedule
+    fit, info = aisel.fit_extra(tiny, s, o, s.pool.x[:30])
+    assert fit.schedule.epochs == native.epochs == info["real_passes"]
+    assert fit.schedule.epochs * math.ceil(70 / fit.schedule.batch_size) > native.epochs  # more updates
+
+
+def test_effective_sample_size_of_flat_and_concentrated_weights():
+    assert aisel.effective_sample_size(torch.ones(50)) == pytest.approx(50)
+    assert aisel.effective_sample_size(torch.tensor([0.0, 0.0, 3.0])) == pytest.approx(1)
+    assert aisel.effective_sample_size(torch.tensor([1.0, 1.0, 0.0, 0.0])) == pytest.approx(2)
+
+
+def test_the_scale_check_multiplies_both_gin_budgets_and_nothing_else(tiny):
+    big = aisel.scaled_gin(tiny)
+    assert (big.gan_steps, big.encoder_steps) == (4 * tiny.gan_steps, 4 * tiny.encoder_steps)
+    assert big.replace(gan_steps=tiny.gan_steps, encoder_steps=tiny.encoder_steps) == tiny

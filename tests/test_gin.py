@@ -57,9 +57,13 @@ def test_inversion_errors_split_theorem_1s_error_into_its_pieces():
     gin = GIN(latent_dim=2, width=4)
     x = torch.rand(10, 1, 28, 28)
     errors = inversion_errors(gin, x)
-    assert set(errors) == {"real_recon_mse", "synthetic_recon_mse", "latent_mse"}
+    assert set(errors) == {"real_recon_mse", "encoder_recon_mse", "synthetic_recon_mse", "latent_mse"}
     assert errors["real_recon_mse"] == reconstruction_error(gin, x)
+    assert errors["encoder_recon_mse"] == errors["real_recon_mse"]  # no refinement: E(x) is f(x)
     assert all(v >= 0 for v in errors.values()) and inversion_errors(gin, x) == errors  # seeded draws of u
+    gin.invert_steps = 20
+    refined = inversion_errors(gin, x)
+    assert refined["real_recon_mse"] < refined["encoder_recon_mse"] == errors["encoder_recon_mse"]  # (iii) helps
 
 
 TINY = GINConfig(latent_dim=2, width=2, gan_steps=1, n_critic=1, gp_weight=10.0, encoder_steps=1, batch_size=4,

@@ -443,3 +443,153 @@ def test_scale_check_compares_the_same_seeds_and_calls_a_change_beyond_the_seed_
     assert stats.scale_check(base, pd.DataFrame(), [("a", "b")]).empty  # a profile without a scale check
     with pytest.raises(ValueError, match="shared seeds"):
         stats.scale_check(base, table([0.06], [0]), [("a", "b")])
+
+
+# --------------------------------------------------------------------------- random effects across settings
+
+HETERO = {"s1": [1.0, 2.0, 3.0, 2.0], "s2": [5.0, 6.0, 4.0, 5.5], "s3": [0.0, 1.0, -0.5, 1.5],
+          "s4": [3.0, 3.5, 2.5, 4.0]}  # per-seed differences (points) of a - b per setting: tau² > 0
+CLOSE = {"s1": [1.0, 3.0, 2.0, 4.0], "s2": [2.0, 4.0, 3.0, 2.0], "s3": [0.0, 3.0, 2.0, 4.0]}  # 0 < Q < k - 1
+
+
+def _settings(diffs: dict, metric: str = "accuracy") -> pd.DataFrame:
+    """A tidy results table whose arm a beats arm b by diffs[setting][seed] points (dataset = setting)."""
+    rows = []
+    for setting, d in diffs.items():
+        for seed, x in enumerate(d):
+            b = 0.5 + 0.01 * seed
+            rows += [{"dataset": setting, "arm": "a", "seed": seed, "metric": metric, "value": b + x / 100},
+                     {"dataset": setting, "arm": "b", "seed": seed, "metric": metric, "value": b}]
+    return pd.DataFrame(rows)
+
+
+def _dersimonian_laird(mean, var):
+    """DerSimonian-Laird by hand: w = 1/v, Q about the fixed-effect mean, tau² = max(0, (Q - (k - 1)) / c),
+    w* = 1/(v + tau²); returns the estimate, its se, tau², Q."""
+    mean, var = np.asarray(mean, float), np.asarray(var, float)
+    w = 1 / var
+    q = (w * (mean - (w * mean).sum() / w.sum()) ** 2).sum()
+    tau2 = max(0.0, (q - (len(mean) - 1)) / (w.sum() - (w**2).sum() / w.sum()))
+    w_star = 1 / (var + tau2)
+    return (w_star * mean).sum() / w_star.sum(), np.sqrt(1 / w_star.sum()), tau2, q
+
+
+@pytest.mark.parametrize("diffs", [HETERO, CLOSE])
+def test_random_effects_is_dersimonian_laird_by_hand(diffs):
+    table = stats.compare(_settings(diffs), [stats.Claim("a", "b", 3.0)])
+    r = stats.random_effects(table).iloc[0]
+    mean = [np.mean(d) for d in diffs.values()]
+    var = [np.var(d, ddof=1) / len(d) for d in diffs.values()]
+    est, se, tau2, q = _dersimonian_laird(mean, var)
+    k = len(diffs)
+    assert (tau2 > 0) if diffs is HETERO else (0 < q < k - 1)  # the premise: both branches of the max
+    assert r["mean"] == pytest.approx(est) and r["se"] == pytest.approx(se) and r["tau2"] == pytest.approx(tau2)
+    assert r["i2"] == pytest.approx(max(0.0, (q - (k - 1)) / q))
+    assert (r["low"], r["high"]) == pytest.approx((est - st.norm.ppf(0.975) * se, est + st.norm.ppf(0.975) * se))
+    assert r["k"] == k and r["n"] == 4 * k and r["settings"] == ", ".join(diffs) and r["paper"] == 3.0
+    assert r["dataset"] == "pooled (random effects)" and r["p_t"] == pytest.approx(2 * st.norm.sf(abs(est / se)))
+    assert r["seeds_to_decide"] == -1 and r["fw_method"] == "Bonferroni, m = 1"
+    from statsmodels.stats.meta_analysis import combine_effects  # method= reaches the library
+    pm = stats.random_effects(table, method="iterated").iloc[0]
+    assert pm["tau2"] == pytest.approx(combine_effects(np.array(mean), np.array(var), method_re="iterated").tau2)
+
+
+def test_random_effects_of_equal_settings_is_the_fixed_effect_estimate():
+    # equal means, unequal spreads: Q = 0, tau² = 0, the estimate is the inverse-variance mean with se 1 / sqrt(sum w)
+    # (statsmodels' raw DerSimonian-Laird moment estimate is negative here, and its se too small)
+    diffs = {"s1": [1.0, 2.0, 3.0], "s2": [0.0, 2.0, 4.0], "s3": [1.5, 2.0, 2.5]}
+    r = stats.random_effects(stats.compare(_settings(diffs), [("a", "b")])).iloc[0]
+    w = np.array([3 / np.var(d, ddof=1) for d in diffs.values()])  # 3, 0.75, 12
+    assert r["tau2"] == 0.0 and r["i2"] == 0.0
+    assert r["mean"] == pytest.approx(2.0) and r["se"] == pytest.approx(1 / np.sqrt(w.sum()))
+    same = stats.random_effects(stats.compare(_settings({s: [1.0, 2.0, 3.0] for s in "xyz"}), [("a", "b")]))
+    assert same.loc[0, "tau2"] == 0.0 and same.loc[0, "mean"] == pytest.approx(2.0)
+    assert same.loc[0, "se"] == pytest.approx(np.sqrt(1 / 3 / 3))  # v = 1/3 per setting, three settings
+
+
+def test_a_not_tested_setting_makes_the_pooled_row_not_tested_and_not_decided_ones_are_dropped():
+    gates = _instruments([("gin", s, 0, "fd_gap_closed", s != "s2") for s in HETERO])
+    claim = stats.Claim("a", "b", 3.0, instruments="gin")
+    table = stats.compare(_settings(HETERO), [claim], instruments=gates)
+    r = stats.random_effects(table).iloc[0]
+    assert r["verdict"] == "not tested: gin/fd_gap_closed failed (at s2)"
+    assert r["settings"] == "s1, s3, s4" and r["k"] == 3  # the numbers pool the tested settings
+    assert r["mean"] == pytest.approx(_dersimonian_laird(*zip(*[(np.mean(HETERO[s]), np.var(HETERO[s], ddof=1) / 4)
+                                                                for s in ("s1", "s3", "s4")]))[0])
+    joined = stats.one_family(table, stats.random_effects(table))
+    assert joined.attrs["family"] == 3 and np.isnan(joined["p_holm"].iloc[-1])  # outside the family
+    assert joined["verdict"].iloc[-1] == r["verdict"] and "NOT TESTED" in stats.describe(joined.iloc[-1])
+    # a setting with 2 seeds is "not decided" and left out of the pooling
+    short = stats.compare(_settings(HETERO | {"s5": [9.0, 9.5]}), [("a", "b")])
+    assert short["verdict"].iloc[-1].startswith("not decided")
+    pooled, without = (stats.random_effects(t).iloc[0] for t in (short, short[short["dataset"] != "s5"]))
+    assert pooled["settings"] == "s1, s2, s3, s4" and pooled["mean"] == pytest.approx(without["mean"])
+    assert not pooled["verdict"].startswith("not")
+
+
+def test_one_family_gives_a_pooled_row_the_normal_interval_at_bonferroni_level():
+    table = stats.compare(_settings(HETERO), [stats.Claim("a", "b", 3.0)])
+    joined = stats.one_family(table, stats.random_effects(table))
+    m = 5  # four decided settings and the pooled row
+    assert joined.attrs["family"] == m and set(joined["fw_method"]) == {f"Bonferroni, m = {m}"}
+    r = joined.iloc[-1]
+    half = st.norm.ppf(1 - 0.025 / m) * r["se"]
+    assert (r["low_fw"], r["high_fw"]) == pytest.approx((r["mean"] - half, r["mean"] + half))
+    assert r["low_fw"] < r["low"] and r["high"] < r["high_fw"]
+    assert r["verdict"] == "supported, paper size" and r["seeds_to_decide"] == -1  # [+0.41, +5.04] contains +3
+    s1 = joined.iloc[0]  # per-setting rows keep the t-interval over seeds
+    assert (s1["low_fw"], s1["high_fw"]) == pytest.approx(_bonferroni(HETERO["s1"], m))
+    np.testing.assert_allclose(joined["p_holm"], stats.holm(joined["p_t"]))
+    text = stats.describe(r)
+    assert "random effects over k = 4 settings: s1, s2, s3, s4" in text and f"(Bonferroni, m = {m})" in text
+
+
+def test_leave_one_out_refits_without_each_setting():
+    table = stats.compare(_settings(HETERO), [stats.Claim("a", "b", 3.0)])
+    loo = stats.leave_one_out(table)
+    assert list(loo["left_out"]) == list(HETERO) and (loo["k"] == 3).all()
+    full = stats.random_effects(table).iloc[0]
+    assert full["low"] > 0  # the premise: the full interval is above 0
+
+    def side(low, high):
+        return 1 if low > 0 else -1 if high < 0 else 0
+
+    for row in loo.itertuples():
+        reduced = stats.random_effects(table[table["dataset"] != row.left_out]).iloc[0]
+        assert (row.mean, row.low, row.high) == pytest.approx((reduced["mean"], reduced["low"], reduced["high"]))
+        assert row.same_side == (side(row.low, row.high) == side(full["low"], full["high"]))
+    assert list(loo["same_side"]) == [True, True, True, False]  # without s4 the interval reaches below 0
+    two = stats.leave_one_out(table[table["dataset"].isin(["s1", "s2"])])  # pooling one setting is not pooling
+    assert two.empty and list(two.columns) == ["comparison", "metric", "left_out", "k", "mean", "low", "high",
+                                               "same_side"]
+
+
+def test_random_effects_needs_two_decided_settings():
+    short = {"s1": [1.0, 2.0, 3.0, 2.0], "s2": [1.0, 2.0], "s3": [2.0, 3.0]}  # s2, s3: 2 seeds, not decided
+    both = pd.concat([_settings(HETERO), _settings(short, metric="auc")])
+    table = stats.compare(both, [("a", "b")], metric=["accuracy", "auc"])
+    out = stats.random_effects(table)
+    assert list(out["metric"]) == ["accuracy"]  # auc has one decided setting: no pooled row
+    with pytest.raises(ValueError, match="2 decided settings"):
+        stats.random_effects(table[table["metric"] == "auc"])
+    with pytest.raises(ValueError, match="pooled rows"):
+        stats.random_effects(stats.one_family(table, out))
+    opposite = stats.compare(_settings(HETERO), [stats.Claim("a", "b", {"s1": 2.0, "s2": -1.0})])
+    with pytest.raises(ValueError, match="opposite sides"):
+        stats.random_effects(opposite)
+
+
+def test_a_claim_with_fewer_than_two_seeds_is_a_visible_not_decided_row():
+    """Robustness values are NaN for constant predictors: a claim left with one seed keeps its row (not decided, or
+    not tested when a gate failed) and stays out of the family instead of raising or vanishing."""
+    rows = [{"dataset": "d", "arm": arm, "seed": s, "metric": "m", "value": v}
+            for s in range(4) for arm, v in (("a", 0.5 + s / 10 if s else np.nan), ("b", 0.4))]
+    rows += [{"dataset": "e", "arm": arm, "seed": s, "metric": "m", "value": 0.5 + (arm == "a") * (0.1 + s * s / 100)}
+             for s in range(4) for arm in ("a", "b")]
+    table = pd.DataFrame(rows)
+    for s in (1, 2):
+        table.loc[(table.dataset == "d") & (table.arm == "a") & (table.seed == s), "value"] = np.nan
+    out = stats.compare(table, [("a", "b")], metric="m").set_index("dataset")
+    assert out.loc["d", "n"] == 1 and out.loc["d", "verdict"] == "not decided: fewer than 3 seeds (n = 1)"
+    assert out.attrs["family"] == 1 and np.isnan(out.loc["d", "p_holm"])
+    assert not out.loc["e", "verdict"].startswith("not ")

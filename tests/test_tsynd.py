@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from latentlab import cache, data, gates, grid, repro, stats, train
+from latentlab import cache, data, gates, grid, repro, train
 from latentlab.experiments import tsynd
 from latentlab.experiments.tsynd import LatentAugmenter
 from latentlab.metrics import mutual_information, predictive_entropy
@@ -21,7 +21,7 @@ from latentlab.models import SmallCNN, mc_dropout
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, ConvVAE, build_autoencoder, train_autoencoder
 from latentlab.oracle import Oracle
 from latentlab.papers import tsynd as paper
-from latentlab.perturb import attack_batched, fgsm, pgd, standard_perturbations
+from latentlab.perturb import attack_batched, fgsm, pgd, robustness, standard_perturbations
 from latentlab.samplers.tsynd import latent_ascent, mc_probs, random_latent, synthesise
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_tsynd.ipynb"
@@ -125,14 +125,31 @@ def test_augmenter_waits_then_adds_labelled_synthetic_images_on_schedule():
     x, y = torch.rand(20, 1, 28, 28), torch.arange(20) % 2
     aug = LatentAugmenter("tsynd-mi", ae, x, y, eps=1.0, n_synthetic=12, steps=2, T=2, start_fraction=0.1,
                           regenerations=4, seed=0)
-    plan = train.Schedule(epochs=10, batch_size=8, val_epochs=(9,))  # starts at epoch 1, every (10 - 1) // 4 = 2
-    assert (aug.start_epoch(plan), aug.every(plan)) == (1, 2)
+    plan = train.Schedule(epochs=10, batch_size=8, val_epochs=(9,))  # starts at epoch 1: 1 + (i * 9) // 4
+    assert (aug.start_epoch(plan), aug.regeneration_epochs(plan)) == (1, [1, 3, 5, 7])
     assert aug(0, clf, plan) is None
     x1, y1 = aug(1, clf, plan)
     assert x1.shape == (12, 1, 28, 28) and torch.equal(y1, y[aug.last_idx])
     assert aug(2, clf, plan)[0] is x1  # kept between regenerations
     assert aug(3, clf, plan)[0] is not x1
-    assert len(aug.log) == 2
+    assert len(aug.log) == 2 and {"synthetic_mi", "recon_mi", "synthetic_entropy", "recon_entropy"} <= set(aug.log[0])
+    assert all(aug.log[0][k] >= 0 for k in ("synthetic_mi", "recon_mi"))
+
+
+@pytest.mark.parametrize("epochs, start_fraction, regenerations",
+                         [(12, 0.2, 4), (10, 0.2, 4), (3, 0.0, 4), (50, 0.5, 7)])
+def test_the_augmenter_regenerates_exactly_as_often_as_asked(epochs, start_fraction, regenerations):
+    """(epochs - start) // R as the spacing regenerated 5 times at 12 epochs and R = 4; now exactly R (fewer only
+    when fewer epochs remain), evenly spaced from the start, the first at the start."""
+    aug = LatentAugmenter("recon-only", ConvAutoencoder(1, 8, width=8).eval(), torch.rand(4, 1, 28, 28),
+                          torch.arange(4) % 2, eps=0.0, n_synthetic=2, steps=1, T=2, start_fraction=start_fraction,
+                          regenerations=regenerations, seed=0)
+    plan = train.Schedule(epochs=epochs, batch_size=8, val_epochs=(epochs - 1,))
+    at = aug.regeneration_epochs(plan)
+    start = int(start_fraction * epochs)
+    assert at[0] == start and len(at) == min(regenerations, epochs - start) and at[-1] < epochs
+    gaps = [b - a for a, b in zip(at, at[1:])]
+    assert len(set(at)) == len(at) and (not gaps or max(gaps) - min(gaps) <= 1)
 
 
 def _toy(n: int = 256, seed: int = 0):
@@ -156,6 +173,26 @@ def test_fgsm_and_pgd_lower_accuracy_of_a_trained_model():
     assert attacked["pgd"] <= attacked["fgsm"] + 0.02
     adv = attack_batched(pgd, model, x, y, eps=0.15)
     assert (adv - x).abs().max() <= 0.15 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+
+
+def test_robustness_is_measured_on_the_correctly_classified_images_over_the_sweep():
+    repro.seed_everything(0)
+    model = train.fit(SmallCNN(1, 2, width=8), _toy(), None, task="binary-class", epochs=5, batch_size=32).model
+    x, y = _toy(200, 1)
+    right = model.eval()(x).argmax(1) == y
+    levels = [2 / 255, 20 / 255, 40 / 255]
+    out = robustness(model, x, y, attack_eps=levels, pgd_steps=3, perturbations={"none": lambda v: v})
+    assert out["robust_images"] == int(right.sum())
+    assert out["accuracy_none"] == 1.0  # every counted image is right, unperturbed
+    pgd_curve = [out[f"accuracy_pgd@{e * 255:g}"] for e in levels]
+    assert pgd_curve[0] >= pgd_curve[1] >= pgd_curve[2] and pgd_curve[2] < 0.9  # larger budgets hurt more
+    assert out["accuracy_pgd"] == sum(pgd_curve) / 3
+    # a constant predictor: only the images of its one class count, and there is nothing to attack elsewhere
+    const = nn.Sequential(nn.Flatten(), nn.Linear(256, 2))
+    with torch.no_grad():
+        const[1].weight.zero_(), const[1].bias.copy_(torch.tensor([0.0, 1.0]))
+    flat = robustness(const, x, y, attack_eps=levels, pgd_steps=2, perturbations={})
+    assert flat["robust_images"] == int((y == 1).sum()) and flat["accuracy_pgd"] == 1.0
 
 
 def test_test_time_perturbations_keep_shape_and_range():
@@ -206,6 +243,18 @@ def test_parse_entry_and_its_error():
         tsynd.parse_entry("breastmnist")
 
 
+def test_flip_summary_pools_the_seeds_with_a_wilson_interval():
+    from statsmodels.stats.proportion import proportion_confint
+
+    sweep = pd.DataFrame([{"dataset": "a@1%", "seed": s, "eps_rel": 0.1, "mode": "tsynd-mi", "flipped": f,
+                           "n_judged": n} for s, (f, n) in enumerate([(10, 400), (30, 400), (2, 300)])])
+    out = tsynd.flip_summary(sweep).iloc[0]
+    assert (out["flipped"], out["n_judged"]) == (42, 1100) and out["flip_rate"] == pytest.approx(42 / 1100)
+    assert (out["low"], out["high"]) == pytest.approx(proportion_confint(42, 1100, method="wilson"))
+    assert out["low"] < 42 / 1100 < out["high"] and bool(out["enough_judged"])
+    assert not tsynd.flip_summary(sweep[sweep["seed"] < 2])["enough_judged"].iloc[0]  # 800 < MIN_JUDGED
+
+
 def _sweep(rates: dict[float, tuple[float, float]]) -> pd.DataFrame:
     rows = [{"eps_rel": e, "mode": m, "flip_rate": r} for e, (mi, ent) in rates.items()
             for m, r in (("tsynd-mi", mi), ("tsynd-entropy", ent), ("random-latent", 0.0))]
@@ -233,7 +282,7 @@ def test_autoencoder_tasks_share_one_autoencoder_per_dataset_and_seed():
 def test_the_config_is_the_notebooks_parameters_cell():
     cfg = _notebook_cfg()
     assert cfg.clf.arch == "cnn" and cfg.oracle.max_images is None  # the values the code used before they were fields
-    assert cfg.clf.steps == 120 and cfg.arms == tsynd.ARMS
+    assert cfg.clf.steps == 120 and cfg.arms == tsynd.ARMS and cfg.arms[-1] == tsynd.MATCHED
 
 
 def _tiny(n: int = 40, seed: int = 0) -> data.Dataset:
@@ -256,8 +305,8 @@ def test_synthesis_starts_where_the_schedule_says(steps, min_epochs, start_fract
     fitted = train.fit_classifier(labelled, val, cfg.clf, 0, hooks=train.Hooks(synthetic=aug))
     assert fitted.schedule == plan and len(fitted.history) == plan.epochs
     assert [r["n_train"] > len(labelled) for r in fitted.history] == [e >= start for e in range(plan.epochs)]
-    every = max(1, (plan.epochs - start) // cfg.regenerations)
-    assert [r["epoch"] for r in aug.log] == list(range(start, plan.epochs, every))
+    assert [r["epoch"] for r in aug.log] == aug.regeneration_epochs(plan)
+    assert len(aug.log) == min(3, plan.epochs - start)
 
 
 def test_autoencoder_key_follows_the_images_it_sees(tmp_path, monkeypatch):
@@ -295,27 +344,37 @@ def test_run_seed_returns_gate_rows_and_kept_checks(mirror, tmp_path, monkeypatc
     monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
     monkeypatch.setattr(tsynd, "train_oracle", _stub_oracle)
     cfg = _notebook_cfg()
-    cfg = cfg.replace(datasets=("breastmnist@10%",), seeds=(0,), arms=("baseline", "recon-only", "tsynd-mi"),
+    cfg = cfg.replace(datasets=("breastmnist@10%",), seeds=(0,), arms=("baseline", "recon-only", "tsynd-mi",
+                                                                        "baseline+updates"),
                       ae_steps=5, ae_width=4, clf=cfg.clf.replace(width=4, steps=8, min_epochs=8, batch=64,
                                                                   val_checks=6),
                       start_fraction=0.5, ascent_steps=1, mc_samples=2, max_synthetic=16, regenerations=2,
-                      pgd_steps=1)
+                      pgd_steps=1, attack_levels=(2.0, 8.0))
     res, inst = grid.tables(tsynd.run_seed, tsynd.seed_tasks(cfg, {"breastmnist@10%": 0.1}), workers=1)
     wide = res.pivot_table(index="arm", columns="metric", values="value").loc[list(cfg.arms)]
-    assert wide.loc[["recon-only", "tsynd-mi"], "first_synthetic_epoch"].tolist() == [4, 4]
-    assert (wide.loc[["recon-only", "tsynd-mi"], "best_epoch"] >= 4).all()
+    synthetic = ["recon-only", "tsynd-mi"]
+    assert wide.loc[synthetic, "synthesis_start_epoch"].tolist() == [4, 4]
+    assert (wide.loc[synthetic, "kept_epoch"] >= 4).all() and (wide.loc[synthetic, "regenerations"] == 2).all()
     assert wide[["val_accuracy", "val_auc"]].notna().all().all() and np.isnan(wide.loc["baseline",
-                                                                                       "first_synthetic_epoch"])
+                                                                                       "synthesis_start_epoch"])
+    # the matched-updates control trains at least as many updates as the synthetic arms, the baseline fewer
+    n_syn = wide.loc["tsynd-mi", "updates"]
+    assert wide.loc["recon-only", "updates"] == n_syn > wide.loc["baseline", "updates"]
+    assert n_syn <= wide.loc["baseline+updates", "updates"] < n_syn + wide.loc["baseline", "updates"] / 8
+    assert {"recall_0", "recall_1", "accuracy_pgd@2", "accuracy_pgd@8", "robust_images"} <= set(wide.columns)
     assert list(inst.columns) == gates.COLUMNS and set(inst["dataset"]) == {"breastmnist@10%"}
     assert inst["check"].tolist() == ["oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse",
-                                      "recon_mse", "kept_minus_first_synthetic_epoch"]
-    assert inst["instrument"].tolist() == ["autoencoder"] * 4 + ["classifier"]
+                                      "recon_mse", "kept_minus_synthesis_start_epoch",
+                                      "synthesis_start_val_balanced_accuracy", "baseline_val_balanced_accuracy"]
+    assert inst["instrument"].tolist() == ["autoencoder"] * 4 + ["classifier"] * 3
     held = data.fixed_subset(data.load_cached("breastmnist", "test"), tsynd.GATE_IMAGES).x
     mse_mean = float(((held - held.mean(0)) ** 2).mean())  # by hand, on the same fixed test images
     assert inst.set_index("check").loc["mean_image_mse", "value"] == pytest.approx(mse_mean, rel=1e-6)
-    margin = (wide.loc[["recon-only", "tsynd-mi"], "best_epoch"] - 4).min()
-    assert inst.set_index("check").loc["kept_minus_first_synthetic_epoch", ["value", "passed"]].tolist() == [
+    margin = (wide.loc[synthetic, "kept_epoch"] - 4).min()
+    assert inst.set_index("check").loc["kept_minus_synthesis_start_epoch", ["value", "passed"]].tolist() == [
         margin, True]
+    start = wide.loc[synthetic, "synthesis_start_val_balanced_accuracy"].min()
+    assert inst.set_index("check").loc["synthesis_start_val_balanced_accuracy", "value"] == start
 
 
 def test_a_synthetic_arm_keeps_no_model_from_before_its_first_synthetic_epoch(monkeypatch):
@@ -332,7 +391,7 @@ def test_a_synthetic_arm_keeps_no_model_from_before_its_first_synthetic_epoch(mo
     def aug():
         return tsynd.augmenter(cfg, "tsynd-mi", ConvAutoencoder(1, 4, width=4), 1.0, labelled, 0.5, seed=0)
 
-    start = tsynd.first_synthetic_epoch(cfg, aug(), len(labelled))
+    start = tsynd.synthesis_start_epoch(cfg, aug(), len(labelled))
     assert start == 3
     plain = train.fit_classifier(labelled, val, cfg.clf, 0, hooks=train.Hooks(synthetic=aug()))
     assert plain.best_epoch < start  # the defect, reproduced
@@ -366,7 +425,7 @@ def _family(seeds: int = 5) -> pd.DataFrame:
     for d in ("pneumoniamnist@1%", "pneumoniamnist@10%", "breastmnist@100%"):
         for s in range(seeds):
             base = rng.uniform(0.6, 0.8)
-            for arm, shift in zip(tsynd.ARMS, (0.0, 0.01, 0.02, 0.03, 0.04)):
+            for arm, shift in zip(tsynd.ARMS, (0.0, 0.01, 0.02, 0.03, 0.04, 0.005)):
                 for metric in paper.METRICS:
                     rows.append({"dataset": d, "arm": arm, "seed": s, "metric": metric,
                                  "value": base + shift + rng.normal(0, 0.01)})
@@ -381,37 +440,52 @@ def _gate_rows(failed_at: str | None) -> pd.DataFrame:
     return gates.table(rows)
 
 
+N_POOLED = len(paper.CLAIMS) * len(paper.CLEAN) + len(paper.ROBUST_CLAIMS) * len(paper.ROBUSTNESS)
+
+
 def test_a_claim_with_a_failed_gate_reads_not_tested_and_leaves_the_family():
     results = _family()
     v = paper.verdicts(results, _gate_rows("pneumoniamnist@10%"))
-    pooled = v[v["dataset"] == paper.pooled_label()]
+    pooled = v[v["dataset"] == paper.POOLED]
     at_10 = v[v["dataset"] == "pneumoniamnist@10%"]
     assert (at_10["verdict"] == "not tested: autoencoder/check failed, classifier/check failed").all()
-    assert pooled["verdict"].str.startswith("not tested").all()  # the pooled settings include the failed one
+    assert len(pooled) == N_POOLED and pooled["verdict"].str.startswith("not tested").all()  # one setting failed
     held = v["verdict"].str.startswith("not ")
     assert not held[v["dataset"].isin(["pneumoniamnist@1%", "breastmnist@100%"])].any()
-    assert v.attrs["family"] == int((~held).sum()) == 2 * 6 * 2  # two settings x six claims x accuracy, AUC
+    assert v.attrs["family"] == int((~held).sum()) == 2 * len(paper.CLAIMS) * len(paper.PER_SETTING)
     no_gates = paper.verdicts(results, gates.table([]))
     assert no_gates["verdict"].str.startswith("not tested: autoencoder not measured, classifier not measured").all()
 
 
-def test_the_pooled_rows_take_the_seed_as_the_unit():
-    """Pooled over PneumoniaMNIST's settings only: n is the number of seeds and the mean is the mean over seeds of
-    the per-seed average of the two settings' differences (by hand), BreastMNIST left out."""
+def test_the_pooled_rows_are_a_random_effects_meta_analysis_of_the_settings():
+    """Pooled across all three settings by random effects: the estimate is statsmodels' DerSimonian-Laird on the
+    per-setting mean differences with variance sd^2 / n (by hand here), and its family-wise interval the normal one
+    at 1 - alpha / m."""
+    from scipy import stats as sps
+    from statsmodels.stats.meta_analysis import combine_effects
+
     results = _family()
     v = paper.verdicts(results, _gate_rows(None))
-    r = v[(v["dataset"] == paper.pooled_label()) & (v["comparison"] == "tsynd-mi − baseline")
+    r = v[(v["dataset"] == paper.POOLED) & (v["comparison"] == "tsynd-mi − baseline")
           & (v["metric"] == "accuracy")].iloc[0]
-    part = results[results["dataset"].str.startswith("pneumoniamnist") & (results["metric"] == "accuracy")]
-    wide = part.pivot_table(index=["seed", "dataset"], columns="arm", values="value")
-    d = (wide["tsynd-mi"] - wide["baseline"]).groupby(level="seed").mean() * 100
-    assert r["n"] == 5 and r["settings"] == "pneumoniamnist@1%, pneumoniamnist@10%"
-    assert r["mean"] == pytest.approx(d.mean()) and r["sd"] == pytest.approx(d.std(ddof=1))
+    part = results[results["metric"] == "accuracy"]
+    wide = part.pivot_table(index=["dataset", "seed"], columns="arm", values="value")
+    d = ((wide["tsynd-mi"] - wide["baseline"]) * 100).groupby(level="dataset")
+    effect, var = d.mean(), d.var(ddof=1) / d.size()
+    res = combine_effects(effect.to_numpy(), var.to_numpy(), method_re="dl", use_t=False)
+    w = 1 / var
+    q = float((w * (effect - (w * effect).sum() / w.sum()) ** 2).sum())
+    tau2 = max(0.0, (q - 2) / float(w.sum() - (w ** 2).sum() / w.sum()))
+    ws = 1 / (var + tau2)
+    assert r["k"] == 3 and r["tau2"] == pytest.approx(tau2)
+    assert r["mean"] == pytest.approx(float((ws * effect).sum() / ws.sum()))
+    assert r["mean"] == pytest.approx(res.mean_effect_re if tau2 > 0 else res.mean_effect_fe)
     m = v.attrs["family"]
-    assert m == 3 * 6 * 2 + 6 * len(paper.METRICS)
-    low, high = stats.t_interval(d.mean(), d.std(ddof=1), 5, 1 - 0.05 / m)
-    assert (r["low_fw"], r["high_fw"]) == pytest.approx((low, high))
+    assert m == 3 * len(paper.CLAIMS) * len(paper.PER_SETTING) + N_POOLED
+    z = sps.norm.ppf(1 - 0.025 / m)
+    assert (r["low_fw"], r["high_fw"]) == pytest.approx((r["mean"] - z * r["se"], r["mean"] + z * r["se"]))
     table = paper.claims_table(v)
     assert len(table) == sum(len(ms) for *_, ms in paper.STATEMENTS)
-    with pytest.raises(ValueError, match="No setting"):
-        paper.verdicts(results[results["dataset"] == "breastmnist@100%"], None)
+    loo = paper.sensitivity(results, _gate_rows(None))
+    assert len(loo) == 3 * N_POOLED and set(loo["left_out"]) == {"pneumoniamnist@1%", "pneumoniamnist@10%",
+                                                                 "breastmnist@100%"}

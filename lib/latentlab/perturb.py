@@ -7,7 +7,7 @@ units of [0, 1] (eps = 2/255 moves each pixel by at most two grey levels), on a 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -99,13 +99,32 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
     return float((batched(model, x, batch_size).argmax(1) == y.cpu()).float().mean())
 
 
-def robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack_eps: float, pgd_steps: int = 10,
-               perturbations: dict[str, Perturbation] | None = None) -> dict[str, float]:
-    """accuracy_tta (mean over the perturbations), accuracy_fgsm and accuracy_pgd (L-inf, attack_eps), plus
-    the accuracy under each single perturbation ('accuracy_<name>')."""
+def robustness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack_eps: Sequence[float],
+               pgd_steps: int = 20, perturbations: dict[str, Perturbation] | None = None) -> dict[str, float]:
+    """Robustness measured on the images the model classifies correctly, so that it is not confounded with clean
+    accuracy (a model wrong on an image cannot be made wrong by an attack) and a constant predictor gains nothing
+    from the images of its one class being hard to move. Returns:
+
+    robust_images: how many of the len(x) images the model gets right (the base of every share below);
+    accuracy_<name>: the share of them still right under each test-time perturbation, accuracy_tta their mean;
+    accuracy_fgsm@<e>, accuracy_pgd@<e>: the share still right under FGSM / PGD (`pgd_steps` steps) at each L-inf
+    budget e of `attack_eps` (keys in grey levels of 255, e.g. 'accuracy_pgd@2'); accuracy_fgsm, accuracy_pgd:
+    their mean over the sweep (the area under the robustness curve, one number per attack).
+    """
+    if len(attack_eps) == 0:
+        raise ValueError("attack_eps needs at least one budget.")
     perturbations = standard_perturbations() if perturbations is None else perturbations
+    model.eval()
+    right = batched(model, x).argmax(1) == y.cpu()
+    out: dict[str, float] = {"robust_images": int(right.sum())}
+    if not right.any():
+        return out
+    x, y = x[right], y[right]
     per = {f"accuracy_{name}": _accuracy(model, f(x), y) for name, f in perturbations.items()}
-    out = {"accuracy_tta": sum(per.values()) / len(per)}
-    out["accuracy_fgsm"] = _accuracy(model, attack_batched(fgsm, model, x, y, eps=attack_eps), y)
-    out["accuracy_pgd"] = _accuracy(model, attack_batched(pgd, model, x, y, eps=attack_eps, steps=pgd_steps), y)
-    return out | per
+    out |= ({"accuracy_tta": sum(per.values()) / len(per)} if per else {}) | per
+    for name, attack, options in (("fgsm", fgsm, {}), ("pgd", pgd, {"steps": pgd_steps})):
+        sweep = {f"accuracy_{name}@{eps * 255:g}": _accuracy(model, attack_batched(attack, model, x, y, eps=eps,
+                                                                                    **options), y)
+                 for eps in attack_eps}
+        out |= {f"accuracy_{name}": sum(sweep.values()) / len(sweep)} | sweep
+    return out

@@ -49,6 +49,17 @@ paper's own sign raises (a paper effect of 0 goes with either).
 that seed's generative model, so setting x seed pairs are not independent: the seed is the unit. `pooled` averages
 the per-setting differences within each seed first (equal weight per setting; a seed counts when it has both arms in
 every setting), then takes the paired interval over seeds: a stratified estimate whose n is the number of seeds.
+
+**Random effects across settings (`random_effects`).** A random-effects meta-analysis pools the per-setting rows of
+`compare` (each setting's mean difference, with variance sd² / n) into one row per comparison and metric, allowing
+the true effect to differ between settings (between-setting variance `tau2`, share of the spread `i2`). The library
+does it: statsmodels' `combine_effects`, DerSimonian-Laird by default (its negative moment estimate read as 0, as
+DerSimonian-Laird truncates it), with normal intervals. Settings "not decided" are left out (`settings` names those
+pooled); one "not tested" setting makes the pooled row "not tested". Such a row carries its standard error `se`, and
+in a family (`one_family(table, random_effects(table))`) its family-wise interval is the normal interval at
+1 - alpha/m, mean +- z se, not a t-interval over seeds. `leave_one_out` reports the estimate without each setting in
+turn (a sensitivity table, outside the family). Caveat: settings that share a seed's generative model are treated as
+independent strata; their correlation makes the SE optimistic. `pooled`, with the seed as the unit, is the check.
 """
 
 from __future__ import annotations
@@ -60,6 +71,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
+from statsmodels.stats.meta_analysis import combine_effects
 
 KINDS = ("supported", "reversed", "paper-size effect excluded", "inconclusive", "equivalent", "not equivalent",
          "not decided", "not tested")
@@ -268,16 +280,31 @@ def _versus_paper(low: float, high: float, paper: float | None, direction: int) 
     return "smaller than the paper's" if hi < p else "larger than the paper's" if lo > p else "paper's effect inside"
 
 
+def z_interval(mean: float, se: float, confidence: float = 0.95) -> tuple[float, float]:
+    """The normal interval mean +- z_{1 - (1 - confidence) / 2} se (a random-effects estimate and its se)."""
+    half = float(stats.norm.ppf(1 - (1 - confidence) / 2)) * se
+    return float(mean) - half, float(mean) + half
+
+
 def _at_family(r: dict, m: int, confidence: float, power: float, **reasons) -> dict:
-    """The family-wise columns of a row (n, mean, sd, paper, direction) in a family of m rows (Bonferroni)."""
+    """The family-wise columns of a row (n, mean, sd, paper, direction) in a family of m rows (Bonferroni).
+
+    A row with a finite `se` (a row of `random_effects`) gets the normal interval mean +- z se at 1 - alpha/m instead
+    of the t-interval from (mean, sd, n), and seeds_to_decide -1 (its spread is not one of seeds)."""
     alpha = (1 - confidence) / max(m, 1)
-    low, high = t_interval(r["mean"], r["sd"], r["n"], 1 - alpha)
+    se = _number(r.get("se"))
+    if se is None:
+        low, high = t_interval(r["mean"], r["sd"], r["n"], 1 - alpha)
+        spread = {"n": r["n"], "sd": r["sd"]}
+    else:
+        low, high = z_interval(r["mean"], se, 1 - alpha)
+        spread = {}
     margin = _number(r.get("margin"))
-    word = verdict(low, high, r["paper"], r["direction"], n=r["n"], sd=r["sd"], alpha=alpha, power=power,
-                   margin=margin, **reasons)
+    word = verdict(low, high, r["paper"], r["direction"], alpha=alpha, power=power, margin=margin, **spread,
+                   **reasons)
     kind = verdict_kind(word)
     return {"low_fw": low, "high_fw": high, "verdict": word,
-            "seeds_to_decide": _seeds_to_decide(r["paper"], r["direction"], r["sd"], alpha, power)
+            "seeds_to_decide": _seeds_to_decide(r["paper"], r["direction"], spread.get("sd"), alpha, power)
             if kind == "inconclusive" and margin is None else -1,
             "vs_paper": "" if kind in HELD else _versus_paper(low, high, r["paper"], r["direction"]),
             "fw_method": f"Bonferroni, m = {m}"}
@@ -334,8 +361,8 @@ def holm(pvalues: Iterable[float]) -> np.ndarray:
 
 def one_family(*tables: pd.DataFrame, family: int | None = None, confidence: float = 0.95,
                power: float = 0.8) -> pd.DataFrame:
-    """Tables of `compare` / `pooled` joined into one family: the family-wise intervals, verdicts and Holm p-values
-    recomputed over all their rows (m = the decided and tested rows, or `family`)."""
+    """Tables of `compare` / `pooled` / `random_effects` joined into one family: the family-wise intervals, verdicts
+    and Holm p-values recomputed over all their rows (m = the decided and tested rows, or `family`)."""
     table = pd.concat(tables, ignore_index=True)
     held = table["verdict"].map(lambda w: verdict_kind(w) in HELD).to_numpy()
     m = int((~held).sum()) if family is None else int(family)
@@ -409,6 +436,16 @@ def _failed_gates(instruments: pd.DataFrame | None, names: tuple[str, ...], data
     return ", ".join(words) or None
 
 
+def _too_few(x: pd.DataFrame, c: Claim, key, failed: str | None) -> dict:
+    """The row of a claim with fewer than 2 seeds that have both arms: no interval, "not tested" or "not decided"."""
+    nan = float("nan")
+    return {"n": len(x), "mean": nan, "sd": nan, "low": nan, "high": nan, "low_fw": nan, "high_fw": nan, "p_t": nan,
+            "p_wilcoxon": nan, "wins": 0, "losses": 0, "mde": nan, "paper": c.paper_for(key),
+            "direction": c.sign(key), "margin": nan if c.margin is None else float(c.margin),
+            "verdict": verdict(nan, nan, c.paper_for(key), c.sign(key), n=len(x), failed=failed),
+            "seeds_to_decide": -1, "vs_paper": "", "fw_method": ""}
+
+
 def _table(results, claims, *, metric="accuracy", by="dataset", over=None, label="pooled", scale=100.0,
            confidence=0.95, power=0.8, family=None, degenerate=None, instruments=None) -> pd.DataFrame:
     claims = [as_claim(c) for c in claims]
@@ -448,10 +485,13 @@ def _table(results, claims, *, metric="accuracy", by="dataset", over=None, label
                     key, x = ((*group, label) if by else label), runs.groupby(level="seed", sort=False).mean()
                     where |= {over: label, "settings": ", ".join(map(str, settings))}
                     datasets = settings if over == "dataset" else datasets
+                failed = _failed_gates(instruments, c.instruments, datasets)
+                if len(x.dropna()) < 2:  # e.g. robustness, where constant predictors have no value
+                    rows.append({**where, "comparison": c.name, "metric": m, **_too_few(x.dropna(), c, key, failed)})
+                    continue
                 r = paired(x[c.a].to_numpy() * scale, x[c.b].to_numpy() * scale, paper=c.paper_for(key),
                            direction=c.sign(key), confidence=confidence, power=power,
-                           degenerate=_all_degenerate(flags, runs.index, c),
-                           failed=_failed_gates(instruments, c.instruments, datasets), margin=c.margin)
+                           degenerate=_all_degenerate(flags, runs.index, c), failed=failed, margin=c.margin)
                 rows.append({**where, "comparison": c.name, "metric": m, **r})
     if not rows:
         raise ValueError("No claim matched the arms of the results table.")
@@ -497,6 +537,121 @@ def pooled(results: pd.DataFrame, claims: Iterable[Claim | Sequence], *, over: s
     return _table(results, claims, metric=metric, by=by, over=over, label=label, **options)
 
 
+# --------------------------------------------------------------------------- random effects across settings
+
+
+def _combine(mean: np.ndarray, var: np.ndarray, method: str, confidence: float) -> dict:
+    """statsmodels' random-effects combination of k estimates with known variances (normal, not t).
+
+    statsmodels (0.15) leaves the one-step DerSimonian-Laird moment estimate negative when Q < k - 1 (and the
+    weights 1 / (v + tau2) then inflated); DerSimonian-Laird truncates it at 0, where the random-effects estimate is
+    the fixed-effect one, so that is what a negative tau2 reads here."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # Q = 0 (I² = 1 - (k - 1) / Q), sqrt of v + tau2 < 0
+        res = combine_effects(mean, var, method_re=method, use_t=False)
+        ci_fe, ci_re = res.conf_int(alpha=1 - confidence, use_t=False)[:2]
+    positive = res.tau2 > 0
+    low, high = ci_re if positive else ci_fe
+    return {"mean": float(res.mean_effect_re if positive else res.mean_effect_fe),
+            "se": float(res.sd_eff_w_re if positive else res.sd_eff_w_fe), "tau2": max(float(res.tau2), 0.0),
+            "i2": max(float(res.i2), 0.0), "low": float(low), "high": float(high)}
+
+
+def _pool_settings(g: pd.DataFrame, label: str, confidence: float, power: float, method: str) -> dict | None:
+    """The random-effects row of one (comparison, metric) group of per-setting rows; None when fewer than 2 of its
+    settings are decided (not 'not decided')."""
+    kinds = g["verdict"].map(verdict_kind)
+    if (kinds != "not decided").sum() < 2:
+        return None
+    directions = set(g["direction"])
+    if len(directions) > 1:
+        raise ValueError(f"{g['comparison'].iloc[0]}: the settings claim opposite sides {sorted(directions)}; "
+                         "a pooled effect needs one claimed side.")
+    used = g[~kinds.isin(HELD)]
+    r = {"dataset": label, "comparison": g["comparison"].iloc[0], "metric": g["metric"].iloc[0],
+         "settings": ", ".join(map(str, used["dataset"])), "k": len(used), "n": int(used["n"].sum())}
+    nan = float("nan")
+    if len(used) >= 2:
+        mean, sd, n = (used[c].to_numpy(float) for c in ("mean", "sd", "n"))
+        r |= _combine(mean, sd**2 / n, method, confidence)
+    else:
+        r |= dict.fromkeys(("mean", "se", "tau2", "i2", "low", "high"), nan)
+    r["sd"] = nan  # no spread of seeds: `se` makes the family-wise interval (see `_at_family`)
+    se, z = r["se"], float(stats.norm.ppf(1 - (1 - confidence) / 2))
+    r |= {"p_t": float(2 * stats.norm.sf(abs(r["mean"] / se))) if np.isfinite(se) else nan,
+          "mde": (z + float(stats.norm.ppf(power))) * se, "paper": _number(g["paper"].iloc[0]),
+          "direction": int(g["direction"].iloc[0]), "margin": _number(g["margin"].iloc[0]) if "margin" in g else None}
+    untested = g[kinds == "not tested"]
+    if len(untested):  # a pooled claim may not rest on a failed instrument
+        r["verdict"] = f"{untested['verdict'].iloc[0]} (at {untested['dataset'].iloc[0]})"
+    else:  # 2 or more settings, all tested; a placeholder verdict that one_family decides at the family's level
+        r["verdict"] = verdict(r["low"], r["high"], r["paper"], r["direction"], margin=r["margin"])
+    r["margin"] = nan if r["margin"] is None else r["margin"]
+    return r
+
+
+def random_effects(table: pd.DataFrame, *, label: str = "pooled (random effects)", confidence: float = 0.95,
+                   power: float = 0.8, method: str = "dl") -> pd.DataFrame:
+    """Per-setting rows of `compare` (one row per setting in column `dataset`) pooled across settings by a
+    random-effects meta-analysis: one row per (comparison, metric).
+
+    Each decided and tested setting contributes its mean difference with variance sd² / n; statsmodels'
+    `combine_effects` (method_re=`method`, DerSimonian-Laird by default; normal intervals) gives the estimate `mean`,
+    its `se`, the between-setting variance `tau2`, `i2` and the unadjusted interval `low`, `high` at `confidence`.
+    Settings "not decided" are dropped (`settings` names those used, `k` counts them, `n` sums their seeds); a group
+    with fewer than 2 decided settings gives no row, and a table where no group gives one raises ValueError. If any
+    setting is "not tested", so is the pooled row (the first such reason, "(at <setting>)"; its numbers still pool
+    the tested settings).
+
+    The rows carry the verdict columns of `one_family`, computed over this table as one family; join them to the
+    per-setting rows with `one_family(table, random_effects(table))`, where a row's family-wise interval is
+    mean +- z_{1 - alpha/(2m)} se. `p_t` is the z-test's p-value of the pooled mean, `mde` the normal-approximation
+    effect detectable with `power` at the unadjusted level, `seeds_to_decide` -1 (the spread is not one of seeds).
+    paper, direction, margin: the group's first setting's.
+    """
+    if "settings" in table.columns and table["settings"].notna().any():
+        raise ValueError("random_effects pools per-setting rows of compare; this table holds pooled rows "
+                         "(a 'settings' entry).")
+    rows = []
+    for _, g in table.groupby(["comparison", "metric"], sort=False):
+        if g["dataset"].duplicated().any():
+            raise ValueError(f"{g['comparison'].iloc[0]}: more than one row per setting (dataset) to pool.")
+        r = _pool_settings(g, label, confidence, power, method)
+        if r is not None:
+            rows.append(r)
+    if not rows:
+        raise ValueError("No (comparison, metric) has 2 decided settings to pool.")
+    out = pd.DataFrame(rows)
+    out.insert(out.columns.get_loc("p_t") + 1, "p_holm", np.nan)
+    return one_family(out, confidence=confidence, power=power)
+
+
+def leave_one_out(table: pd.DataFrame, *, label: str = "pooled (random effects)", confidence: float = 0.95,
+                  power: float = 0.8, method: str = "dl") -> pd.DataFrame:
+    """A sensitivity table of `random_effects` (not part of the family): per (comparison, metric) with at least 3
+    decided and tested settings, the pooled estimate without each of them in turn (`left_out`): k, mean and the
+    unadjusted interval low, high; `same_side` says whether that interval's side of 0 (above, below, spanning) is the
+    full pooled interval's (at the unadjusted level: supported / reversed / inconclusive). Options as
+    `random_effects`."""
+    options = dict(confidence=confidence, power=power, method=method)
+    rows = []
+    for _, g in table.groupby(["comparison", "metric"], sort=False):
+        used = g.loc[~g["verdict"].map(verdict_kind).isin(HELD), "dataset"]
+        if len(used) < 3:  # pooling one setting is not pooling
+            continue
+        full = _pool_settings(g, label, **options)
+        for setting in used:
+            r = _pool_settings(g[g["dataset"] != setting], label, **options)
+            rows.append({"comparison": r["comparison"], "metric": r["metric"], "left_out": setting, "k": r["k"],
+                         "mean": r["mean"], "low": r["low"], "high": r["high"],
+                         "same_side": _side(r["low"], r["high"]) == _side(full["low"], full["high"])})
+    return pd.DataFrame(rows, columns=["comparison", "metric", "left_out", "k", "mean", "low", "high", "same_side"])
+
+
+def _side(low: float, high: float) -> int:
+    """+1 above 0, -1 below 0, 0 spanning it."""
+    return 1 if low > 0 else -1 if high < 0 else 0
+
+
 def scale_check(base: pd.DataFrame, scaled: pd.DataFrame, claims: Iterable[Claim | Sequence], *,
                 metric: str = "accuracy", scale: float = 100.0) -> pd.DataFrame:
     """Did a claim's effect move when the generative model got k x the budget? Per dataset and claim, on the seeds
@@ -529,8 +684,8 @@ def scale_check(base: pd.DataFrame, scaled: pd.DataFrame, claims: Iterable[Claim
 
 
 def describe(row: pd.Series | dict, unit: str = "pts") -> str:
-    """One sentence for a row of `compare`: the difference, its unadjusted and family-wise intervals, the paper's
-    effect and the verdict (a row not decided / not tested gets its mean, n and reason only)."""
+    """One sentence for a row of `compare` or `random_effects`: the difference, its unadjusted and family-wise
+    intervals, the paper's effect and the verdict (a row not decided / not tested gets its mean, n and reason only)."""
     r = dict(row)
     paper = _number(r.get("paper"))
     paper = f", paper {paper:+.1f}" if paper is not None else ""
@@ -541,6 +696,11 @@ def describe(row: pd.Series | dict, unit: str = "pts") -> str:
         return f"{r['comparison']} = {r['mean']:+.2f} {unit} (n = {r['n']}){paper}: {shout}"
     fw = (f"; family-wise [{r['low_fw']:+.2f}, {r['high_fw']:+.2f}] ({r.get('fw_method', 'Bonferroni')})"
           if "low_fw" in r else "")
+    if _number(r.get("se")) is not None:  # a row of random_effects
+        return (f"{r['comparison']} = {r['mean']:+.2f} {unit} [{r['low']:+.2f}, {r['high']:+.2f}]{fw}{paper}: "
+                f"{shout} (random effects over k = {r['k']:.0f} settings: {r['settings']}; se {r['se']:.2f}, "
+                f"tau² = {r['tau2']:.2f}, I² = {r['i2']:.0%}, z p = {r['p_t']:.3f}, "
+                f"Holm p = {r.get('p_holm', float('nan')):.3f})")
     tail = (f"; effects under {r['mde']:.1f} {unit} are undetectable here"
             if kind == "inconclusive" and r.get("seeds_to_decide", -1) <= 0 else "")
     return (f"{r['comparison']} = {r['mean']:+.2f} {unit} [{r['low']:+.2f}, {r['high']:+.2f}]{fw}{paper}: {shout} "

@@ -2,15 +2,27 @@
 
 Per seed: draw the n labelled images, train the GIN (eq. 3 and 5) on the unlabelled training images with this seed,
 train the classifier C on the labelled images (the `native` arm), evaluate the entropy density h (eq. 7) on uniform
-candidates, pick m latent points by energy distance (eq. 10, `aisel+m`), by top entropy (`maxent+m`, the ablation) or
-uniformly (`random+m`, `random+M`), let the oracle label G(f), and retrain on labelled + synthetic images. Every arm of
-a seed shares the labelled subset, the classifier's initial weights and the GIN (`setup`: the dataset's splits are
-read once per task and handed down).
+candidates, pick latent points by energy distance (eq. 10: `aisel+m`, and `aisel+M` with M points), by top entropy
+(`maxent+m`, the ablation) or uniformly (`random+m`, `random+M`), let the oracle label G(f), and retrain on labelled +
+synthetic images. Two arms spend the same annotation budget on real images instead: `real+m` (m unlabelled training
+images drawn at random) and `uncertain-real+m` (the m pool images C is least sure of), labelled by the same oracle.
+Every arm of a seed shares the labelled subset, the classifier's initial weights and the GIN (`setup`: the dataset's
+splits are read once per task and handed down).
+
+Two changes to the paper's procedure, both stated in the notebook:
+* the n real images' latent points (eq. 10's fixed points) are E(x) refined per image (`GIN.invert`,
+  cfg.invert_steps): E trained on synthetic pairs alone misplaces real images;
+* passes are matched (`passes_matched`): every arm with extra images trains for as many passes over its training
+  set as `native` makes over the n real images, so each arm sees the real images as often as native does (more
+  updates for larger sets), and "more synthetic images hurt" cannot be dilution of the real images.
+
+Where M (or m) is 9 n (`at_paper_ratio`), aisel+M - random+M is the paper's setting (m / n = 1134 / 126).
+The scale check re-runs the headline arms with `scaled_gin(cfg)` (SCALE x the GIN's updates).
 
 Quality gates (`latentlab.gates`), on every seed's own models, returned by `run_seed` beside its result rows
 (`latentlab.grid.tables` tells them apart):
 
-* instrument "gin", `reconstruction_gate` on G(E(x)) of GATE_IMAGES fixed held-out test images (the same for every
+* instrument "gin", `reconstruction_gate` on G(invert(x)) of GATE_IMAGES fixed held-out test images (the same for every
   seed): the oracle must recognise at least 0.8 x as many reconstructions as real images, and the per-pixel error
   must be at most 0.6 x that of predicting the mean image. AISEL's selection reads E(x) of the labelled images
   (eq. 10's fixed points) and decodes G(f): a GIN that does not invert puts both on the wrong images;
@@ -42,14 +54,20 @@ from torch import nn
 
 from latentlab import data, gates, results
 from latentlab.config import ClfConfig, OracleConfig, Params
-from latentlab.metrics import classification_metrics
+from latentlab.metrics import classification_metrics, entropy
 from latentlab.models.gin import GIN, GINConfig, fit_gin, inversion_errors
 from latentlab.oracle import TRAINING, Oracle, train_oracle
 from latentlab.samplers.energy import energy_distance, support_points
 from latentlab.samplers.entropy import entropy_density, top_entropy
 from latentlab.train import FitResult, fit_classifier, predict_proba, schedule, validate
 
-ARMS = ("native", "random+m", "maxent+m", "aisel+m", "random+M")
+ARMS = ("native", "random+m", "maxent+m", "aisel+m", "random+M", "aisel+M", "real+m", "uncertain-real+m")
+SYNTHETIC = ("random+m", "maxent+m", "aisel+m", "random+M", "aisel+M")  # the arms whose extra images G decodes
+REAL = ("real+m", "uncertain-real+m")  # the same annotation budget m spent on real unlabelled images
+HEADLINE_ARMS = ("native", "random+m", "aisel+m", "random+M", "aisel+M")  # the arms of the scale check's claims
+PAPER_RATIO = 9  # the paper's m / n (1134 / 126): where M = 9 n, aisel+M and random+M are the paper's setting
+SCALE = 4  # the scale check: this many times the generator's and encoder's budget (`scaled_gin`)
+BOUNDARY = 0.95  # a latent point with some |f_j| above this lies on the boundary of [-1, 1]^r
 N_ENERGY = 2000  # candidates of mu_h on which a set's energy distance (eq. 10's objective) is measured
 GATE_IMAGES = 1000  # held-out images of the reconstruction gate; samples of the sample gate (at most M of them)
 REAL_PER_SAMPLE = 4  # the sample gate's real images: this many per sample (held-out floor + reference)
@@ -73,6 +91,7 @@ class Config(Params):
     gan_lr: float
     gan_batch: int
     encoder_steps: int          # updates of eq. 5
+    invert_steps: int           # per-image latent refinement of E(x) (`GIN.invert`; our change to eq. 5's use)
     oracle: OracleConfig
     clf: ClfConfig
     n_candidates: int           # uniform draws that represent the entropy density mu_h
@@ -81,6 +100,8 @@ class Config(Params):
     n_test: int | None          # fixed test subset
     curve_sizes: tuple[int, ...]
     curve_seeds: tuple[int, ...]
+    scale_datasets: tuple[str, ...]  # the scale check: SCALE x the GIN's budget on scale_seeds of these datasets
+    scale_seeds: tuple[int, ...]
     workers: int | None
 
 
@@ -97,12 +118,22 @@ def gin_for(cfg: Config, train: data.Dataset, seed: int) -> GIN:
     """This seed's GIN, trained on the (unlabelled) training images; cached by its config and those images."""
     return fit_gin(train.x, GINConfig(latent_dim=cfg.latent_dim, width=cfg.gin_width, gan_steps=cfg.gan_steps,
                                       n_critic=cfg.n_critic, encoder_steps=cfg.encoder_steps, lr=cfg.gan_lr,
-                                      batch_size=cfg.gan_batch, seed=seed))
+                                      batch_size=cfg.gan_batch, seed=seed, invert_steps=cfg.invert_steps))
+
+
+def scaled_gin(cfg: Config) -> Config:
+    """The scale check's config: SCALE x the generator's and the encoder's updates, everything else the same."""
+    return cfg.replace(gan_steps=SCALE * cfg.gan_steps, encoder_steps=SCALE * cfg.encoder_steps)
+
+
+def labelled_index(cfg: Config, train: data.Dataset, name: str, seed: int) -> np.ndarray:
+    """Positions of the seed's n labelled images in the training split: a stratified draw."""
+    return data.stratified_subset(train.y, cfg.n_labelled[name], seed)
 
 
 def labelled_subset(cfg: Config, train: data.Dataset, name: str, seed: int) -> data.Dataset:
-    """The seed's n labelled images: a stratified draw from the training split."""
-    return train.subset(data.stratified_subset(train.y, cfg.n_labelled[name], seed))
+    """The seed's n labelled images."""
+    return train.subset(labelled_index(cfg, train, name, seed))
 
 
 @dataclass(frozen=True)
@@ -115,6 +146,7 @@ class Setup:
     val: data.Dataset
     test: data.Dataset
     labelled: data.Dataset
+    pool: data.Dataset      # the unlabelled rest of the training split (the real arms' candidates)
     gin: GIN
     native: FitResult
 
@@ -126,9 +158,10 @@ class Setup:
 def setup(cfg: Config, name: str, seed: int) -> Setup:
     """Read the dataset's splits once; draw the seed's stratified labelled subset; train (or load) its GIN and C."""
     train, val, test = splits(cfg, name)
-    labelled = labelled_subset(cfg, train, name, seed)
+    index = labelled_index(cfg, train, name, seed)
+    labelled, pool = train.subset(index), train.subset(np.setdiff1d(np.arange(len(train)), index))
     gin = gin_for(cfg, train, seed)
-    return Setup(seed, train, val, test, labelled, gin, fit_classifier(labelled, val, cfg.clf, seed))
+    return Setup(seed, train, val, test, labelled, pool, gin, fit_classifier(labelled, val, cfg.clf, seed))
 
 
 @dataclass(frozen=True)
@@ -142,20 +175,34 @@ class Selection:
     real: torch.Tensor
 
 
-def synthetic_sets(cfg: Config, s: Setup, m: int, M: int) -> Selection:
-    """random+m and random+M (uniform draws), aisel+m (support points of eq. 10: weights h, real encodings fixed)
-    and maxent+m (the m candidates of highest entropy)."""
+def synthetic_sets(cfg: Config, s: Setup, m: int, M: int, arms: tuple[str, ...] = SYNTHETIC) -> Selection:
+    """The latent points of `arms`: random+m and random+M (uniform draws), aisel+m (support points of eq. 10:
+    weights h, real encodings fixed) and maxent+m (the m candidates of highest entropy)."""
+    if "maxent+m" in arms and m > cfg.n_candidates:
+        raise ValueError(f"maxent+m picks m = {m} of N_CANDIDATES = {cfg.n_candidates} candidates: raise N_CANDIDATES.")
     gen = torch.Generator().manual_seed(10_000 + s.seed)
     candidates = s.gin.sample_latent(cfg.n_candidates, generator=gen)
     h = entropy_density(s.classifier, s.gin, candidates, task=s.labelled.info.task)      # eq. 7
-    real = s.gin.encode(s.labelled.x)
-    sets = {"random+m": s.gin.sample_latent(m, generator=gen), "random+M": s.gin.sample_latent(M, generator=gen),
-            "aisel+m": support_points(candidates, m, weights=h, fixed=real, iters=cfg.sp_iters, seed=s.seed),
-            "maxent+m": candidates[top_entropy(h, m)]}
-    return Selection(sets, candidates, h, real)
+    real = s.gin.invert(s.labelled.x)  # E(x), refined per image (`GIN.invert`)
+    sets = {"random+m": s.gin.sample_latent(m, generator=gen)}  # the uniform draws first, always in this order
+    if "random+M" in arms:
+        sets["random+M"] = s.gin.sample_latent(M, generator=gen)
+    if "aisel+m" in arms:
+        sets["aisel+m"] = support_points(candidates, m, weights=h, fixed=real, iters=cfg.sp_iters, seed=s.seed)
+    if "aisel+M" in arms:
+        sets["aisel+M"] = support_points(candidates, M, weights=h, fixed=real, iters=cfg.sp_iters, seed=s.seed)
+    if "maxent+m" in arms:
+        sets["maxent+m"] = candidates[top_entropy(h, m)]
+    return Selection({k: v for k, v in sets.items() if k in arms}, candidates, h, real)
 
 
 # --------------------------------------------------------------------------- one synthetic arm
+
+
+def class_shares(labels: torch.Tensor, n_classes: int) -> dict:
+    """The oracle's class histogram of a set, as shares (`class_share_<k>`)."""
+    q = np.bincount(labels.numpy(), minlength=n_classes) / max(len(labels), 1)
+    return {f"class_share_{k}": float(v) for k, v in enumerate(q)}
 
 
 def class_balance(labels: torch.Tensor, n_classes: int) -> float:
@@ -169,7 +216,8 @@ def with_oracle_labels(labelled: data.Dataset, x_syn: torch.Tensor, oracle: Orac
     """The labelled set plus synthetic images labelled by the oracle, and what the oracle thought of them."""
     y_syn, conf = oracle.label(x_syn)
     joined = data.Dataset(torch.cat([labelled.x, x_syn]), torch.cat([labelled.y, y_syn]), labelled.info)
-    return joined, {"oracle_confidence": conf.mean().item(), "class_balance": class_balance(y_syn, labelled.n_classes)}
+    return joined, {"oracle_confidence": conf.mean().item(), "class_balance": class_balance(y_syn, labelled.n_classes),
+                    **class_shares(y_syn, labelled.n_classes)}
 
 
 def scores(model: nn.Module, test: data.Dataset) -> dict:
@@ -187,12 +235,42 @@ def run_scores(fit: FitResult, s: Setup) -> dict:
     return scores(fit.model, s.test) | {"val_accuracy": val_accuracy(fit, s.val), "best_epoch": fit.best_epoch}
 
 
+def passes_matched(cfg: Config, s: Setup) -> ClfConfig:
+    """The classifier of every arm with extra images: as many passes over its training set as `native` makes over
+    the n real images (its schedule's epochs), so each arm sees the real images as often as native does, and the
+    extra images cannot pass for extra training on them (or dilute it). Updates grow with the set's size."""
+    return cfg.clf.replace(min_epochs=schedule(len(s.labelled), cfg.clf).epochs)
+
+
+def fit_extra(cfg: Config, s: Setup, oracle: Oracle, x_extra: torch.Tensor) -> tuple[FitResult, dict]:
+    """Label the extra images by the oracle and train the arm's classifier on labelled + extra images
+    (`passes_matched`). The extra images are part of the training set, so every epoch (from epoch 0) trains on them
+    and no validation check, hence no kept model, comes before the first extra batch."""
+    joined, info = with_oracle_labels(s.labelled, x_extra, oracle)
+    fit = fit_classifier(joined, s.val, passes_matched(cfg, s), s.seed)
+    return fit, info | {"real_passes": fit.schedule.epochs}
+
+
 def fit_synthetic(cfg: Config, s: Setup, oracle: Oracle, f: torch.Tensor) -> tuple[FitResult, dict]:
-    """Label G(f) by the oracle and train the arm's classifier on labelled + synthetic images. The synthetic images
-    are part of the training set, so every epoch (from epoch 0) trains on them and no validation check, hence no
-    kept model, comes before the first synthetic batch."""
-    joined, info = with_oracle_labels(s.labelled, s.gin.generate(f), oracle)
-    return fit_classifier(joined, s.val, cfg.clf, s.seed), info
+    """`fit_extra` on G(f): the oracle labels the images the GIN decodes at the latent points f."""
+    return fit_extra(cfg, s, oracle, s.gin.generate(f))
+
+
+def real_sets(cfg: Config, s: Setup, m: int) -> dict[str, torch.Tensor]:
+    """The real arms' m pool images: `real+m` a uniform draw; `uncertain-real+m` the m of highest entropy of C among
+    cfg.n_candidates uniform pool draws (classic uncertainty sampling, the real-image analogue of maxent+m)."""
+    gen = torch.Generator().manual_seed(30_000 + s.seed)
+    drawn = torch.randperm(len(s.pool), generator=gen)
+    candidates = s.pool.x[drawn[:min(cfg.n_candidates, len(s.pool))]]
+    h = entropy(predict_proba(s.classifier, candidates, task=s.labelled.info.task))
+    return {"real+m": s.pool.x[drawn[-m:]], "uncertain-real+m": candidates[top_entropy(h, m)]}
+
+
+def real_arm(cfg: Config, s: Setup, oracle: Oracle, x: torch.Tensor) -> dict:
+    """One real arm: the oracle labels m real pool images (the same expert, the same annotation budget)."""
+    fit, info = fit_extra(cfg, s, oracle, x)
+    return run_scores(fit, s) | info | {
+        "classifier_entropy": entropy(predict_proba(s.classifier, x, task=s.labelled.info.task)).mean().item()}
 
 
 def synthetic_arm(cfg: Config, s: Setup, oracle: Oracle, f: torch.Tensor) -> dict:
@@ -202,10 +280,19 @@ def synthetic_arm(cfg: Config, s: Setup, oracle: Oracle, f: torch.Tensor) -> dic
 
 
 def set_quality(s: Setup, view: Selection, f: torch.Tensor) -> dict:
-    """How uncertain C is on the set, and eq. 10's objective (x100 in the tables) of real + set against mu_h."""
+    """How uncertain C is on the set, eq. 10's objective (x100 in the tables) of real + set against mu_h, and the
+    share of the set's points on the boundary of [-1, 1]^r (some |f_j| > BOUNDARY)."""
     return {"classifier_entropy": entropy_density(s.classifier, s.gin, f, task=s.labelled.info.task).mean().item(),
             "energy_distance": energy_distance(torch.cat([f, view.real]), view.candidates[:N_ENERGY],
-                                               weights_y=view.h[:N_ENERGY])}
+                                               weights_y=view.h[:N_ENERGY]),
+            "boundary_share": (f.abs().amax(1) > BOUNDARY).float().mean().item()}
+
+
+def effective_sample_size(h: torch.Tensor) -> float:
+    """Kish's effective sample size (sum h)^2 / sum h^2 of the importance weights h that represent mu_h: near the
+    number of candidates when h is flat, near 1 when a handful of candidates carry all the weight."""
+    h = torch.as_tensor(h, dtype=torch.float64)
+    return float(h.sum() ** 2 / (h ** 2).sum()) if float((h ** 2).sum()) > 0 else 0.0
 
 
 # --------------------------------------------------------------------------- quality gates
@@ -255,21 +342,33 @@ def train_gin(task: dict) -> dict:
 
 
 def run_seed(task: dict) -> list[dict]:
-    """Every arm of one (dataset, seed): tidy rows (dataset, arm, seed, metric, value, n_synthetic), then the gate
-    rows of this seed's GIN (`gin_gates`; `latentlab.gates.COLUMNS`). The native arm carries `gin_recon_mse`, the
-    gate's `recon_mse`."""
+    """Every arm of one (dataset, seed): tidy rows (dataset, arm, seed, metric, value, n_synthetic: the extra images,
+    synthetic or real), then the gate rows of this seed's GIN (`gin_gates`; `latentlab.gates.COLUMNS`). The native
+    arm carries `gin_recon_mse` (the gate's `recon_mse`), `real_passes` and `weights_ess` (of the entropy weights)."""
     cfg, name, seed = task["cfg"], task["dataset"], task["seed"]
     s = setup(cfg, name, seed)
     oracle = train_oracle(name, cfg.oracle)
     gate_rows = gin_gates(cfg, s, oracle, name)
     recon = next(r["value"] for r in gate_rows if r["instrument"] == "gin" and r["check"] == "recon_mse")
     view = synthetic_sets(cfg, s, cfg.m_small, cfg.m_large)
-    arms = {"native": run_scores(s.native, s) | {"gin_recon_mse": recon}}
+    wanted = task.get("arms", ARMS)  # the scale check runs the headline arms only
+    arms = {"native": run_scores(s.native, s) | {"gin_recon_mse": recon, "real_passes": s.native.schedule.epochs,
+                                                  "weights_ess": effective_sample_size(view.h)}}
     for arm, f in view.sets.items():
-        arms[arm] = synthetic_arm(cfg, s, oracle, f) | set_quality(s, view, f)
-    sizes = {arm: len(f) for arm, f in view.sets.items()}
+        if arm in wanted:
+            arms[arm] = synthetic_arm(cfg, s, oracle, f) | set_quality(s, view, f)
+    for arm, x in real_sets(cfg, s, cfg.m_small).items():
+        if arm in wanted:
+            arms[arm] = real_arm(cfg, s, oracle, x)
+    sizes = {arm: len(f) for arm, f in view.sets.items()} | dict.fromkeys(REAL, cfg.m_small)
     return [row for arm, values in arms.items() for row in results.rows(name, arm, seed, values,
                                                                          n_synthetic=sizes.get(arm, 0))] + gate_rows
+
+
+def at_paper_ratio(cfg: Config) -> dict[str, str]:
+    """{dataset: "m" or "M"}: the datasets where m or M is PAPER_RATIO x n, the paper's setting (m / n = 9)."""
+    sizes = {"m": cfg.m_small, "M": cfg.m_large}
+    return {d: k for d in cfg.datasets for k, size in sizes.items() if size == PAPER_RATIO * cfg.n_labelled[d]}
 
 
 def run_curve(task: dict) -> list[dict]:
@@ -326,7 +425,7 @@ def run_labels(task: dict) -> list[dict]:
     s = setup(cfg, name, seed)
     oracle = train_oracle(name, cfg.oracle)
     sets = synthetic_sets(cfg, s, cfg.m_small, cfg.m_small).sets
-    clf = cfg.clf.replace(class_weight=None)
+    clf = passes_matched(cfg, s).replace(class_weight=None)
     rows = []
     for arm in ("random+m", "aisel+m"):
         x_syn = s.gin.generate(sets[arm])

@@ -25,6 +25,7 @@ Instruments (`latentlab.gates`; `run_seed` returns their rows beside its results
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,18 +35,23 @@ from torch import nn
 
 from latentlab import data, gates, grid, results
 from latentlab.config import ClfConfig, OracleConfig, Params
-from latentlab.metrics import classification_metrics, mutual_information
+from latentlab.metrics import classification_metrics, mutual_information, predictive_entropy
 from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, decode_all, encode_all, epochs_for, fit_autoencoder
 from latentlab.oracle import Oracle, train_oracle
 from latentlab.perturb import robustness, standard_perturbations
 from latentlab.samplers.tsynd import MODES, latent_radius, synthesise
-from latentlab.train import FitResult, Hooks, Schedule, fit_classifier, mc_predict, predict_proba, schedule
+from latentlab.train import FitResult, Hooks, Schedule, fit_classifier, mc_predict, predict_proba, schedule, validate
 from latentlab.utils import batched
 
-ARMS = ("baseline", "recon-only", "random-latent", "tsynd-entropy", "tsynd-mi")
+ARMS = ("baseline", "recon-only", "random-latent", "tsynd-entropy", "tsynd-mi", "baseline+updates")
+MATCHED = "baseline+updates"  # the baseline trained for as many updates as a synthetic arm (the control for them)
 SYNTHESIS = ("tsynd-mi", "tsynd-entropy", "random-latent")
 AE_DATA = ("all", "labelled")
 GATE_IMAGES = 1000  # held-out test images of the reconstruction gate (fewer where the test split is smaller)
+LEARNS = 0.6  # a classifier "learns" when its validation balanced accuracy reaches this (a constant one scores 0.5)
+MIN_JUDGED = 1000  # the eps sweep's flip rates rest on at least this many judged images per setting and mode
+SCALE = 4  # the scale check's multiple of the autoencoder's updates
+HEADLINE_ARMS = ("baseline", "recon-only", "random-latent", "tsynd-mi")  # the arms the scale check re-runs
 
 
 @dataclass(frozen=True)
@@ -72,13 +78,14 @@ class Config(Params):
     regenerations: int
     eps_grid: tuple[float, ...]
     max_flip: float
-    flip_sources: int
-    eps_seed: int
+    flip_sources: int           # training images per eps seed whose moves the judge labels
+    eps_seeds: tuple[int, ...]  # the seeds whose autoencoder and baseline drive the eps sweep (the first: the walk)
     walk_dataset: str
-    attack_levels: float        # grey levels (of 255)
+    attack_levels: tuple[float, ...]  # the L-inf budgets of the FGSM / PGD sweep, grey levels (of 255)
     pgd_steps: int
     rotation: float             # degrees
     noise_std: float
+    scale_seeds: tuple[int, ...]  # the scale check: headline arms again with SCALE x the autoencoder's updates
     workers: int | None
 
 
@@ -157,24 +164,38 @@ def train_autoencoder(task: dict) -> list[dict]:
 
 
 def fit_arm(cfg: Config, labelled: data.Dataset, val: data.Dataset, seed: int,
-            synthetic: LatentAugmenter | None = None) -> FitResult:
-    """Every arm's classifier: cfg.clf on the labelled images (same schedule and initial weights for every arm of
-    a seed), with the arm's synthetic images joining from the epoch its augmenter says. A synthetic arm validates
-    only from that epoch on, so the kept model has trained on synthetic images (FitResult.best_epoch >= it)."""
-    start = 0 if synthetic is None else first_synthetic_epoch(cfg, synthetic, len(labelled))
-    return fit_classifier(labelled, val, cfg.clf, seed, hooks=Hooks(synthetic=synthetic, validate_from=start))
+            synthetic: LatentAugmenter | None = None, clf: ClfConfig | None = None) -> FitResult:
+    """Every arm's classifier: cfg.clf (or `clf`) on the labelled images (same schedule and initial weights for every
+    arm of a seed), with the arm's synthetic images joining from the epoch its augmenter says. A synthetic arm
+    validates only from that epoch on, so the kept model has trained on synthetic images (kept epoch >= it)."""
+    start = 0 if synthetic is None else synthesis_start_epoch(cfg, synthetic, len(labelled))
+    return fit_classifier(labelled, val, clf or cfg.clf, seed, hooks=Hooks(synthetic=synthetic, validate_from=start))
 
 
-def first_synthetic_epoch(cfg: Config, aug: LatentAugmenter, n_labelled: int) -> int:
+def synthesis_start_epoch(cfg: Config, aug: LatentAugmenter, n_labelled: int) -> int:
     """The epoch of an augmenter's first synthetic batch on the schedule cfg.clf gives n_labelled images."""
     return aug.start_epoch(schedule(n_labelled, cfg.clf))
 
 
+def updates(fitted: FitResult) -> int:
+    """The optimiser steps a run made: batches per epoch (synthetic images included) summed over its epochs."""
+    b = fitted.schedule.batch_size
+    return sum(math.ceil(r["n_train"] / b) for r in fitted.history)
+
+
+def matched_updates(cfg: Config, n_labelled: int, n_updates: int) -> ClfConfig:
+    """The `baseline+updates` control: the baseline's classifier trained for (at least) n_updates steps, the
+    updates of a synthetic arm, rounded up to whole epochs of the n_labelled real images."""
+    return cfg.clf.replace(steps=n_updates, min_epochs=1)
+
+
 def kept_check(fitted: FitResult) -> dict[str, float]:
-    """The kept validation check of a run: its epoch and the validation accuracy and AUC of the kept model."""
+    """The kept validation check of a run: its epoch and the validation accuracy, balanced accuracy and AUC of the
+    kept model."""
     kept = next(r for r in fitted.history if r["epoch"] == fitted.best_epoch)
-    return {"best_epoch": fitted.best_epoch, "val_accuracy": kept.get("val_accuracy", float("nan")),
-            "val_auc": kept.get("val_auc", float("nan"))}
+    return {"kept_epoch": fitted.best_epoch, "val_accuracy": kept.get("val_accuracy", float("nan")),
+            "val_balanced_accuracy": kept.get("val_balanced_accuracy", float("nan")),
+            "val_auc": kept.get("val_auc", float("nan")), "updates": updates(fitted)}
 
 
 # --------------------------------------------------------------------------- synthetic images during training
@@ -182,57 +203,85 @@ def kept_check(fitted: FitResult) -> dict[str, float]:
 
 class LatentAugmenter:
     """fit's `synthetic` hook: from `start_fraction` of the schedule's epochs on, regenerate n synthetic images
-    `regenerations` times from the current classifier (each keeps the label of its source image) and add them to
-    the training set.
+    `regenerations` times, evenly spaced, from the current classifier (each keeps the label of its source image)
+    and add them to the training set.
 
-    Source images are drawn afresh at each regeneration, so over training the synthetic set covers the data.
+    Source images are drawn afresh at each regeneration, so over training the synthetic set covers the data. Each
+    regeneration is logged with the classifier's mean MI and entropy (`T_REPORT` dropout passes) on the synthetic
+    images and on the plain reconstructions of their sources: does the target raise what it names? With `val`
+    given, the classifier's validation accuracy and balanced accuracy when synthesis starts are logged too
+    (`start_check`): the classifier whose uncertainty the first synthetic set climbs.
     """
 
+    T_REPORT = 32  # dropout passes of the logged MI / entropy (more than the ascent's T: a report, not a target)
+
     def __init__(self, mode: str, autoencoder: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
-                 n_synthetic: int, steps: int, T: int, start_fraction: float, regenerations: int, seed: int):
+                 n_synthetic: int, steps: int, T: int, start_fraction: float, regenerations: int, seed: int,
+                 task: str = "multi-class", val: data.Dataset | None = None):
         if mode not in MODES:
             raise ValueError(f"Unknown mode {mode!r}. Choose one of: {', '.join(MODES)}.")
+        if regenerations < 1:
+            raise ValueError(f"regenerations must be >= 1; got {regenerations}.")
         self.mode, self.autoencoder, self.y = mode, autoencoder.eval(), y
         self.eps, self.n, self.steps, self.T = eps, n_synthetic, steps, T
-        self.start_fraction, self.regenerations = start_fraction, regenerations
+        self.start_fraction, self.regenerations, self.task, self.val = start_fraction, regenerations, task, val
         self.generator = torch.Generator().manual_seed(seed)
         self.z_real = batched(autoencoder.encode, x, 512)  # the autoencoder is frozen: encode the labelled images once
         self.current: tuple[torch.Tensor, torch.Tensor] | None = None
         self.last_z: torch.Tensor | None = None
         self.last_idx: torch.Tensor | None = None
+        self.start_check: dict[str, float] = {}
         self.log: list[dict] = []
 
     def start_epoch(self, schedule: Schedule) -> int:
         """The first epoch with synthetic images (an untrained classifier's uncertainty says nothing)."""
         return int(self.start_fraction * schedule.epochs)
 
-    def every(self, schedule: Schedule) -> int:
-        """Epochs between two regenerations."""
-        return max(1, (schedule.epochs - self.start_epoch(schedule)) // self.regenerations)
+    def regeneration_epochs(self, schedule: Schedule) -> list[int]:
+        """The epochs that regenerate the set: `regenerations` of them, evenly spaced from the start epoch (fewer
+        only when fewer epochs remain)."""
+        start = self.start_epoch(schedule)
+        left = schedule.epochs - start
+        return sorted({start + (i * left) // self.regenerations for i in range(self.regenerations)})
 
     def __call__(self, epoch: int, model: nn.Module, schedule: Schedule) -> tuple[torch.Tensor, torch.Tensor] | None:
-        start = self.start_epoch(schedule)
-        if epoch < start:
+        if epoch < self.start_epoch(schedule):
             return None
-        if self.current is None or (epoch - start) % self.every(schedule) == 0:
+        if self.current is None or epoch in self.regeneration_epochs(schedule):
+            if self.current is None and self.val is not None:
+                check = validate(model, self.val, task=self.task)
+                self.start_check = {k: check[f"val_{k}"] for k in ("accuracy", "balanced_accuracy")}
             N = len(self.z_real)
             idx = (torch.randperm(N, generator=self.generator)[:self.n] if self.n <= N
                    else torch.randint(N, (self.n,), generator=self.generator))
             z, x = synthesise(self.mode, self.autoencoder, model, self.z_real[idx], eps=self.eps, steps=self.steps,
                               T=self.T, generator=self.generator)
             self.current, self.last_z, self.last_idx = (x, self.y[idx]), z, idx
-            self.log.append({"epoch": epoch, "n": len(idx),
-                             "mean_shift": float((z - self.z_real[idx]).norm(dim=1).mean())})
+            shift = float((z - self.z_real[idx]).norm(dim=1).mean())
+            self.log.append({"epoch": epoch, "n": len(idx), "mean_shift": shift,
+                             **self.uncertainty(model, x, decode_all(self.autoencoder, self.z_real[idx]))})
         return self.current
+
+    def uncertainty(self, model: nn.Module, x_syn: torch.Tensor, x_rec: torch.Tensor) -> dict[str, float]:
+        """Mean MI and entropy of the classifier (T_REPORT dropout passes) on the synthetic images and on the
+        reconstructions they came from."""
+        was_training = model.training
+        out = {}
+        for name, x in (("synthetic", x_syn), ("recon", x_rec)):
+            probs = mc_predict(model, x, self.T_REPORT, task=self.task)
+            out[f"{name}_mi"] = float(mutual_information(probs).mean())
+            out[f"{name}_entropy"] = float(predictive_entropy(probs).mean())
+        model.train(was_training)
+        return out
 
 
 def augmenter(cfg: Config, arm: str, ae: ConvAutoencoder, radius: float, labelled: data.Dataset, eps_rel: float,
-              seed: int) -> LatentAugmenter:
+              seed: int, val: data.Dataset | None = None) -> LatentAugmenter:
     """The synthetic-image hook of one arm (eps = eps_rel x the seed's latent radius; 0 for recon-only)."""
     return LatentAugmenter(arm, ae, labelled.x, labelled.y, eps=0.0 if arm == "recon-only" else eps_rel * radius,
                            n_synthetic=min(cfg.max_synthetic, round(cfg.syn_ratio * len(labelled))),
                            steps=cfg.ascent_steps, T=cfg.mc_samples, start_fraction=cfg.start_fraction,
-                           regenerations=cfg.regenerations, seed=seed)
+                           regenerations=cfg.regenerations, seed=seed, task=labelled.info.task, val=val)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -251,20 +300,32 @@ def label_flips(judge: nn.Module, x_syn: torch.Tensor, x_ref: torch.Tensor, y: t
 
 
 def evaluate_all(cfg: Config, model: nn.Module, test: data.Dataset) -> dict[str, float]:
-    """Clean metrics, accuracy under test-time perturbations (mean: accuracy_tta) and under FGSM / PGD."""
-    out = classification_metrics(test.y, predict_proba(model, test.x, task=test.info.task), test.info.task)
-    perturbations = standard_perturbations(rotation=cfg.rotation, noise_std=cfg.noise_std)
-    rob = robustness(model, test.x, test.y, attack_eps=cfg.attack_levels / 255, pgd_steps=cfg.pgd_steps,
-                     perturbations=perturbations)
-    keep = ("accuracy", "auc", "balanced_accuracy", "sensitivity", "specificity", "single_class")
-    return {k: out[k] for k in keep} | {k: rob[k] for k in ("accuracy_tta", "accuracy_fgsm", "accuracy_pgd")}
+    """Clean metrics (accuracy, AUC, balanced accuracy, recall of each class `recall_<k>`), and robustness on the
+    images the model classifies correctly (`latentlab.perturb.robustness`: test-time perturbations, FGSM and PGD
+    over the ATTACK_LEVELS sweep). A constant predictor (one class for every test image) gets no robustness
+    values (NaN): its "robustness" is the share of one class, and paired claims drop its seed."""
+    probs = predict_proba(model, test.x, task=test.info.task)
+    out = classification_metrics(test.y, probs, test.info.task)
+    keep = ("accuracy", "auc", "balanced_accuracy", "single_class")
+    pred, y = probs.argmax(1).cpu(), test.y.cpu()
+    recall = {f"recall_{k}": float((pred[y == k] == k).float().mean()) for k in range(test.n_classes)}
+    rob = robustness(model, test.x, test.y, attack_eps=[level / 255 for level in cfg.attack_levels],
+                     pgd_steps=cfg.pgd_steps, perturbations=standard_perturbations(cfg.rotation, cfg.noise_std))
+    if out["single_class"]:
+        rob = {k: float("nan") for k in rob}
+    return {k: out[k] for k in keep} | recall | rob
 
 
 def synthetic_validity(judge: Oracle, ae: ConvAutoencoder, aug: LatentAugmenter) -> dict[str, float]:
-    """Latent move and judge's label-flip rate of the synthetic set an arm used last in training."""
+    """The synthetic sets of an arm: the latent move and the judge's label-flip rate of the last set, and the
+    classifier's MI / entropy on the synthetic images and on their reconstructions (means over regenerations), the
+    regenerations made and the classifier's validation scores when synthesis started."""
     x_ref = decode_all(ae, aug.z_real[aug.last_idx])  # the plain reconstructions of the source images
     flip, _ = label_flips(judge.model, aug.current[0], x_ref, aug.current[1])
-    return {"synthetic_shift": aug.log[-1]["mean_shift"], "synthetic_flip_rate": flip}
+    means = pd.DataFrame(aug.log)[["synthetic_mi", "recon_mi", "synthetic_entropy", "recon_entropy"]].mean()
+    return {"synthetic_shift": aug.log[-1]["mean_shift"], "synthetic_flip_rate": flip, **means.to_dict(),
+            "regenerations": len(aug.log),
+            **{f"synthesis_start_val_{k}": v for k, v in aug.start_check.items()}}
 
 
 # --------------------------------------------------------------------------- the seed grid
@@ -284,34 +345,66 @@ def autoencoder_gate(judge: Oracle, ae: ConvAutoencoder, d: SeedData) -> list[di
                                      instrument="autoencoder", dataset=d.entry, seed=d.seed)
 
 
-def selection_gate(entry: str, seed: int, margins: list[int]) -> list[dict]:
-    """The "classifier" gate row of a seed: the smallest kept epoch minus first synthetic epoch over its synthetic
-    arms (margins); passes when >= 0 (no synthetic arm kept a model from before its first synthetic batch)."""
-    if not margins:
-        return []
-    low = min(margins)
-    return [gates.row("classifier", entry, seed, "kept_minus_first_synthetic_epoch", low, 0, passed=low >= 0)]
+def classifier_gates(entry: str, seed: int, runs: dict[str, dict]) -> list[dict]:
+    """The "classifier" gate rows of a seed, from its runs' metrics ({arm: metrics}):
+
+    kept_minus_synthesis_start_epoch: the smallest kept epoch minus synthesis start epoch over the synthetic arms
+    (>= 0: no synthetic arm kept a model from before its first synthetic batch);
+    baseline_val_balanced_accuracy: the baseline learns (>= LEARNS; a constant predictor scores 0.5);
+    synthesis_start_val_balanced_accuracy: the classifier the first synthetic set is made from has learnt too (the
+    smallest over the synthetic arms, >= LEARNS): an untrained net's uncertainty targets nothing."""
+    synthetic = [m for arm, m in runs.items() if "synthesis_start_epoch" in m]
+    rows = []
+    if synthetic:
+        low = min(m["kept_epoch"] - m["synthesis_start_epoch"] for m in synthetic)
+        rows.append(gates.row("classifier", entry, seed, "kept_minus_synthesis_start_epoch", low, 0, passed=low >= 0))
+        start = min(m.get("synthesis_start_val_balanced_accuracy", float("nan")) for m in synthetic)
+        rows.append(gates.row("classifier", entry, seed, "synthesis_start_val_balanced_accuracy", start, LEARNS,
+                              passed=start >= LEARNS))
+    if "baseline" in runs:
+        bal = runs["baseline"]["val_balanced_accuracy"]
+        rows.append(gates.row("classifier", entry, seed, "baseline_val_balanced_accuracy", bal, LEARNS,
+                              passed=bal >= LEARNS))
+    return rows
+
+
+def run_arm(cfg: Config, d: SeedData, arm: str, ae: ConvAutoencoder, radius: float, eps_rel: float, judge: Oracle,
+            n_updates: int | None = None) -> dict[str, float]:
+    """One arm of a seed: train (`fit_arm`), score on test (`evaluate_all`) and describe its kept check and, for a
+    synthetic arm, its synthetic sets. `baseline+updates` trains for n_updates steps (`matched_updates`)."""
+    if arm == MATCHED:
+        if n_updates is None:
+            raise ValueError(f"{MATCHED} needs the updates of a synthetic arm: list it after one in ARMS.")
+        fitted = fit_arm(cfg, d.labelled, d.val, d.seed, clf=matched_updates(cfg, len(d.labelled), n_updates))
+        return evaluate_all(cfg, fitted.model, d.test) | kept_check(fitted)
+    aug = None if arm == "baseline" else augmenter(cfg, arm, ae, radius, d.labelled, eps_rel, d.seed, val=d.val)
+    fitted = fit_arm(cfg, d.labelled, d.val, d.seed, synthetic=aug)
+    metrics = evaluate_all(cfg, fitted.model, d.test) | kept_check(fitted)
+    if aug is not None:
+        metrics["synthesis_start_epoch"] = synthesis_start_epoch(cfg, aug, len(d.labelled))
+        if aug.current is not None:
+            metrics |= synthetic_validity(judge, ae, aug)
+    return metrics
 
 
 def run_seed(task: dict) -> list[dict]:
     """Every arm of one (dataset setting, seed): tidy rows (dataset, arm, seed, metric, value), then the seed's
-    gate rows (instrument, dataset, seed, check, value, threshold, passed)."""
+    gate rows (instrument, dataset, seed, check, value, threshold, passed). `baseline+updates` gets the updates of
+    the seed's last synthetic arm before it (synthetic arms of a seed make the same number of updates)."""
     cfg, d = task["cfg"], seed_data(task["dataset"], task["seed"])
     judge, (ae, radius) = train_oracle(parse_entry(d.entry)[0], cfg.oracle), autoencoder_for(cfg, d)
-    rows, margins = [], []
+    runs: dict[str, dict] = {}
     for arm in cfg.arms:
-        aug = None if arm == "baseline" else augmenter(cfg, arm, ae, radius, d.labelled, task["eps_rel"], d.seed)
-        fitted = fit_arm(cfg, d.labelled, d.val, d.seed, synthetic=aug)
-        metrics = evaluate_all(cfg, fitted.model, d.test) | kept_check(fitted)
-        if aug is not None:
-            start = first_synthetic_epoch(cfg, aug, len(d.labelled))
-            metrics["first_synthetic_epoch"] = start
-            margins.append(fitted.best_epoch - start)
-            if aug.current is not None:
-                metrics |= synthetic_validity(judge, ae, aug)
-        rows += results.rows(d.entry, arm, d.seed, metrics)
+        done = [m["updates"] for m in runs.values() if "synthesis_start_epoch" in m]
+        runs[arm] = run_arm(cfg, d, arm, ae, radius, task["eps_rel"], judge, done[-1] if done else None)
+    rows = [r for arm, m in runs.items() for r in results.rows(d.entry, arm, d.seed, m)]
     rows += results.rows(d.entry, "autoencoder", d.seed, {"latent_radius": radius})
-    return rows + autoencoder_gate(judge, ae, d) + selection_gate(d.entry, d.seed, margins)
+    return rows + autoencoder_gate(judge, ae, d) + classifier_gates(d.entry, d.seed, runs)
+
+
+def scaled_ae(cfg: Config) -> Config:
+    """The scale check's config: SCALE x the autoencoder's updates, the headline arms, the scale seeds."""
+    return cfg.replace(ae_steps=SCALE * cfg.ae_steps, arms=HEADLINE_ARMS, seeds=cfg.scale_seeds)
 
 
 # --------------------------------------------------------------------------- classifier convergence
@@ -345,14 +438,20 @@ def convergence_gates(results_df: pd.DataFrame, more: pd.DataFrame, tol: float =
 # --------------------------------------------------------------------------- choosing eps by the label-flip rate
 
 
+def sweep_tasks(cfg: Config) -> list[dict]:
+    """The eps sweep's grid: one task per (dataset setting, eps seed)."""
+    return grid.tasks(cfg, dataset=cfg.datasets, seed=cfg.eps_seeds)
+
+
 def flip_sweep(task: dict) -> list[dict]:
-    """Grid task: for one dataset setting and the seed EPS_SEED, the judge's label-flip rate of each synthesis mode
-    at every eps of EPS_GRID (units of the latent radius), on FLIP_SOURCES training images (never test images):
-    one row per (eps, mode), for `grid.table`.
+    """Grid task: for one dataset setting and one eps seed, the judge's label flips of each synthesis mode at every
+    eps of EPS_GRID (units of the seed's latent radius), on FLIP_SOURCES training images (never test images), moved
+    from the seed's autoencoder codes with the seed's baseline as the classifier: one row per (eps, mode), with
+    the flips and the images judged (`flip_summary` pools the seeds).
 
     A flip counts among images whose plain reconstruction the judge labels correctly: flips caused by the move.
     """
-    cfg, d = task["cfg"], seed_data(task["dataset"], task["cfg"].eps_seed)
+    cfg, d = task["cfg"], seed_data(task["dataset"], task["seed"])
     clf, judge = fit_arm(cfg, d.labelled, d.val, d.seed).model, train_oracle(parse_entry(d.entry)[0], cfg.oracle)
     ae, radius = autoencoder_for(cfg, d)
     gen = torch.Generator().manual_seed(d.seed)
@@ -365,15 +464,29 @@ def flip_sweep(task: dict) -> list[dict]:
             _, x_syn = synthesise(mode, ae, clf, z0, eps=eps_rel * radius, steps=cfg.ascent_steps,
                                   T=cfg.mc_samples, generator=gen)
             rate, n = label_flips(judge.model, x_syn, x_ref, d.train.y[src])
-            rows.append({"dataset": d.entry, "eps_rel": eps_rel, "eps": eps_rel * radius, "mode": mode,
-                         "flip_rate": rate, "n_judged": n})
+            rows.append({"dataset": d.entry, "seed": d.seed, "eps_rel": eps_rel, "eps": eps_rel * radius,
+                         "mode": mode, "flipped": round(rate * n) if n else 0, "n_judged": n})
     return rows
 
 
-def choose_eps(sweep: pd.DataFrame, max_flip: float) -> float:
+def flip_summary(sweep: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Flip rates pooled over the eps seeds: per (dataset, eps_rel, mode) the flips over the images judged, with
+    the Wilson interval (statsmodels' `proportion_confint`) and whether at least MIN_JUDGED images were judged."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    out = sweep.groupby(["dataset", "eps_rel", "mode"], sort=False)[["flipped", "n_judged"]].sum().reset_index()
+    out["flip_rate"] = out["flipped"] / out["n_judged"]
+    out["low"], out["high"] = proportion_confint(out["flipped"], out["n_judged"], alpha=1 - confidence,
+                                                 method="wilson")
+    out["enough_judged"] = out["n_judged"] >= MIN_JUDGED
+    return out
+
+
+def choose_eps(summary: pd.DataFrame, max_flip: float) -> float:
     """The largest eps (x radius) at which both TSynD targets, at it and at every smaller eps, flip at most max_flip
-    of the labels; 0 when even the smallest eps flips more (then TSynD is `recon-only`)."""
-    tsynd_rows = sweep[sweep["mode"].str.startswith("tsynd")]
+    of the labels (`flip_summary`'s pooled rate); 0 when even the smallest eps flips more (then TSynD is
+    `recon-only`)."""
+    tsynd_rows = summary[summary["mode"].str.startswith("tsynd")]
     worst = tsynd_rows.groupby("eps_rel")["flip_rate"].apply(lambda r: r.max(skipna=False)).sort_index()
     chosen = 0.0
     for eps_rel, rate in worst.items():
@@ -385,14 +498,14 @@ def choose_eps(sweep: pd.DataFrame, max_flip: float) -> float:
 
 def synthetic_versions(cfg: Config, ae: ConvAutoencoder, clf: nn.Module, images: data.Dataset, eps: float,
                        T: int = 64) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
-    """Images, and their version of every synthetic arm at eps (seeded by cfg.eps_seed), with the classifier's
+    """Images, and their version of every synthetic arm at eps (seeded by cfg.eps_seeds[0]), with the classifier's
     MI (T dropout passes) of each synthetic image: ({"original": x, mode: images}, {mode: MI per image})."""
     x, task = images.x, images.info.task
     z = encode_all(ae, x)
     versions, mi = {"original": x}, {}
-    torch.manual_seed(cfg.eps_seed)
+    torch.manual_seed(cfg.eps_seeds[0])
     for mode in ("recon-only", "random-latent", "tsynd-entropy", "tsynd-mi"):
         _, versions[mode] = synthesise(mode, ae, clf, z, eps=eps, steps=cfg.ascent_steps, T=cfg.mc_samples,
-                                       generator=torch.Generator().manual_seed(cfg.eps_seed))
+                                       generator=torch.Generator().manual_seed(cfg.eps_seeds[0]))
         mi[mode] = mutual_information(mc_predict(clf, versions[mode], T, task=task)).numpy()
     return versions, mi

@@ -239,12 +239,16 @@ def reconstruction_error(gin: GIN, x: torch.Tensor) -> float:
 def inversion_errors(gin: GIN, x: torch.Tensor, seed: int = 0) -> dict[str, float]:
     """Theorem 1's pieces, measured on len(x) real images and as many synthetic ones G(u), u ~ U (seeded):
 
-    real_recon_mse: mean squared pixel error of G(E(x)) on real images (the quantity the theorem bounds);
+    real_recon_mse: mean squared pixel error of G(f(x)) on real images, f = `invert` (E(x) refined when
+    gin.invert_steps > 0: what the selection step uses);
+    encoder_recon_mse: the same with E(x) alone, the quantity the theorem bounds (equal when invert_steps is 0);
     synthetic_recon_mse: the same on G's own images, where only the encoder can err (eq. 5's share);
     latent_mse: eq. 5's loss E_u ||E(G(u)) - u||^2 itself.
     What the real error adds to the synthetic one comes from real images G cannot draw (eq. 3's share).
     """
     u = gin.sample_latent(len(x), generator=torch.Generator().manual_seed(seed))
     fake = gin.generate(u)
-    return {"real_recon_mse": reconstruction_error(gin, x), "synthetic_recon_mse": reconstruction_error(gin, fake),
+    return {"real_recon_mse": reconstruction_error(gin, x),
+            "encoder_recon_mse": float(((gin.generate(gin.encode(x)) - x) ** 2).mean()),
+            "synthetic_recon_mse": reconstruction_error(gin, fake),
             "latent_mse": float(((gin.encode(fake) - u) ** 2).sum(1).mean())}

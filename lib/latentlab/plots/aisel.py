@@ -15,14 +15,14 @@ from latentlab.plotting import image_grid
 
 def samples_and_reconstructions(gins: dict, seed: int, n: int = 32) -> plt.Figure:
     """Per dataset (a column of {name: (gin, test split)}): n samples G(u), u ~ U[-1, 1]^r (drawn with seed 0, in
-    eval mode), and 16 real test images above their reconstructions G(E(x))."""
+    eval mode), and 16 real test images above their reconstructions G(f(x)), f(x) = `GIN.invert(x)`."""
     fig, axes = plt.subplots(2, len(gins), figsize=(4.2 * len(gins), 5.6), squeeze=False)
     for j, (name, (gin, test)) in enumerate(gins.items()):
         u = gin.sample_latent(n, generator=torch.Generator().manual_seed(0))
         image_grid(gin.generate(u), nrow=8, ax=axes[0, j],
                    title=f"{name}, seed {seed}: G(u), u ~ U[-1,1]^{gin.latent_dim}")
         image_grid(torch.cat([test.x[:16], gin.reconstruct(test.x[:16])]), nrow=8, ax=axes[1, j],
-                   title="real (rows 1-2) and G(E(x)) (rows 3-4)")
+                   title="real (rows 1-2) and G(f(x)), f = E refined (rows 3-4)")
     fig.tight_layout()
     return fig
 
@@ -73,4 +73,27 @@ def query_curve(results: pd.DataFrame, curve: pd.DataFrame, dataset: str, seeds,
     ax.set(xscale="log", xlabel="synthetic images added + 1 (log scale)", ylabel="test accuracy (%)",
            title=f"{dataset}, n = {n_labelled} labelled, seeds {list(seeds)}")
     ax.legend()
+    return fig
+
+
+def class_histograms(results: pd.DataFrame, arms: tuple[str, ...]) -> plt.Figure:
+    """The oracle's class histogram of every extra set (`class_share_<k>` rows): per dataset, the mean share of each
+    class over the seeds, one bar group per class and one bar per arm, with the seeds' range as a line."""
+    shares = results[results["metric"].str.startswith("class_share_") & results["arm"].isin(arms)]
+    names = list(dict.fromkeys(shares["dataset"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        part = shares[shares["dataset"] == name]
+        part = part.assign(k=part["metric"].str.rsplit("_", n=1).str[-1].astype(int))
+        shown = [a for a in arms if a in set(part["arm"])]
+        width = 0.8 / max(len(shown), 1)
+        for i, arm in enumerate(shown):
+            g = part[part["arm"] == arm].groupby("k")["value"]
+            x = np.asarray(g.mean().index) + (i - (len(shown) - 1) / 2) * width
+            ax.bar(x, g.mean(), width, label=arm)
+            ax.vlines(x, g.min(), g.max(), color="k", lw=0.8)
+        ax.set(title=f"{name}: the oracle's labels of each set", xlabel="class", ylabel="share of the set")
+        ax.set_xticks(sorted(part["k"].unique()))
+    axes[0, -1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
     return fig

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 import torch
 
 from latentlab.models.autoencoder import ConvAutoencoder, decode_all
@@ -41,16 +40,21 @@ def ascent_walk(walks: dict[str, AscentResult], x: torch.Tensor, ae: ConvAutoenc
     return fig
 
 
-def label_flip_vs_eps(sweeps: pd.DataFrame, eps_rel: dict[str, float], max_flip: float) -> plt.Figure:
-    """The judge's flip rate of each synthesis mode against eps (one panel per dataset setting of eps_rel, in its
-    order), the limit max_flip (dashed) and the chosen eps (red)."""
-    g = sns.relplot(data=sweeps, x="eps_rel", y="flip_rate", hue="mode", col="dataset", kind="line", marker="o",
-                    height=2.8, aspect=1.1, facet_kws={"sharey": False})
-    for ax, e in zip(g.axes.flat, eps_rel):
+def label_flip_vs_eps(summary: pd.DataFrame, eps_rel: dict[str, float], max_flip: float) -> plt.Figure:
+    """The judge's flip rate of each synthesis mode against eps with its Wilson interval (`tsynd.flip_summary`;
+    one panel per dataset setting of eps_rel, in its order), the limit max_flip (dashed) and the chosen eps (red)."""
+    fig, axes = plt.subplots(1, len(eps_rel), figsize=(3.2 * len(eps_rel), 2.9), squeeze=False, sharey=True)
+    for ax, e in zip(axes[0], eps_rel):
+        for k, (mode, g) in enumerate(summary[summary["dataset"] == e].groupby("mode", sort=False)):
+            ax.plot(g["eps_rel"], g["flip_rate"], marker="o", color=f"C{k}", label=mode)
+            ax.fill_between(g["eps_rel"], g["low"], g["high"], color=f"C{k}", alpha=0.2, lw=0)
         ax.axhline(max_flip, color="k", lw=0.8, ls="--")
         ax.axvline(eps_rel[e], color="C3", lw=0.8)
-    g.set_axis_labels("eps (x latent radius)", "label-flip rate (judge)")
-    return g.figure
+        ax.set(title=e, xlabel="eps (x latent radius)")
+    axes[0, 0].set_ylabel("label-flip rate (judge)")
+    axes[0, -1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def original_vs_optimised(images: dict[str, torch.Tensor], title: str) -> plt.Figure:
