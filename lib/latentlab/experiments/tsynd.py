@@ -15,12 +15,13 @@ Instruments (`latentlab.gates`; `run_seed` returns their rows beside its results
 
 * "autoencoder": `reconstruction_gate` of the seed's autoencoder on a fixed draw of `GATE_IMAGES` test images of the
   setting's dataset (`data.fixed_subset`: the same images for every seed), judged by the dataset's oracle;
-* "classifier": every run records its kept validation check (`best_epoch`) and the validation accuracy and AUC of
-  the kept model; a synthetic arm validates only from its first synthetic epoch on
-  (`train.Hooks(validate_from=...)`), so it can never keep a model trained on real images alone, and the gate row
-  `kept_minus_first_synthetic_epoch` (the smallest difference over the seed's synthetic arms, >= 0) says so. The
-  convergence gate retrains the first seed's baseline at 2x the updates (`baseline_2x`, one task per setting) and
-  `convergence_gates` compares the two validation accuracies (`gates.converged_gate`, tol 0.01 or the seed sd).
+* "classifier" (`classifier_gates`): every run records its kept validation check (`kept_epoch`), its
+  `synthesis_start_epoch` and the classifier's validation scores then; a synthetic arm validates only from that epoch
+  on (`train.Hooks(validate_from=...)`), so it can never keep a model trained on real images alone
+  (`kept_minus_synthesis_start_epoch` >= 0); the baseline and the classifier synthesis starts from must have learnt
+  (validation balanced accuracy >= LEARNS). The convergence gate retrains the first seed's baseline at 2x the
+  updates (`baseline_2x`, one task per setting) and `convergence_gates` compares the two validation accuracies
+  (`gates.converged_gate`, tol 0.01 or the seed sd).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from statsmodels.stats.proportion import proportion_confint
 from torch import nn
 
 from latentlab import data, gates, grid, results
@@ -472,8 +474,6 @@ def flip_sweep(task: dict) -> list[dict]:
 def flip_summary(sweep: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Flip rates pooled over the eps seeds: per (dataset, eps_rel, mode) the flips over the images judged, with
     the Wilson interval (statsmodels' `proportion_confint`) and whether at least MIN_JUDGED images were judged."""
-    from statsmodels.stats.proportion import proportion_confint
-
     out = sweep.groupby(["dataset", "eps_rel", "mode"], sort=False)[["flipped", "n_judged"]].sum().reset_index()
     out["flip_rate"] = out["flipped"] / out["n_judged"]
     out["low"], out["high"] = proportion_confint(out["flipped"], out["n_judged"], alpha=1 - confidence,
