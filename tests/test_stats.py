@@ -593,3 +593,27 @@ def test_a_claim_with_fewer_than_two_seeds_is_a_visible_not_decided_row():
     assert out.loc["d", "n"] == 1 and out.loc["d", "verdict"] == "not decided: fewer than 3 seeds (n = 1)"
     assert out.attrs["family"] == 1 and np.isnan(out.loc["d", "p_holm"])
     assert not out.loc["e", "verdict"].startswith("not ")
+
+
+def test_seed_and_test_interval_adds_the_test_sampling_error_to_the_seed_error():
+    rng = np.random.default_rng(1)
+    n_images = 400
+    a_img, b_img = (rng.random(n_images) < 0.8).astype(float), (rng.random(n_images) < 0.7).astype(float)
+    # identical seeds: no seed error; the test error is the textbook standard error of a paired mean difference
+    r = stats.seed_and_test_interval(np.tile(a_img, (5, 1)), np.tile(b_img, (5, 1)), n_boot=4000)
+    d = 100 * (a_img - b_img)
+    assert r["se_seed"] == 0 and r["mean"] == pytest.approx(d.mean())
+    assert r["se_test"] == pytest.approx(d.std(ddof=1) / np.sqrt(n_images), rel=0.08)
+    half = st.t.ppf(0.975, 4) * r["se_test"]
+    assert (r["low"], r["high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    # seeds that differ: the interval is wider than the seed-only t-interval by the test error, in quadrature
+    a = (rng.random((5, n_images)) < np.linspace(0.7, 0.9, 5)[:, None]).astype(float)
+    b = (rng.random((5, n_images)) < 0.7).astype(float)
+    r = stats.seed_and_test_interval(a, b)
+    per_seed = 100 * (a - b).mean(1)
+    low, high = stats.t_interval(per_seed.mean(), per_seed.std(ddof=1), 5)
+    assert r["se_seed"] == pytest.approx(per_seed.std(ddof=1) / np.sqrt(5)) and r["se_test"] > 0
+    assert r["low"] < low and r["high"] > high
+    assert (r["high"] - r["low"]) / (high - low) == pytest.approx(np.hypot(r["se_seed"], r["se_test"]) / r["se_seed"])
+    with pytest.raises(ValueError, match="per-image scores"):
+        stats.seed_and_test_interval(a[:1], b[:1])

@@ -208,6 +208,33 @@ def t_interval(mean: float, sd: float, n: int, confidence: float = 0.95) -> tupl
     return float(low), float(high)
 
 
+def seed_and_test_interval(a, b, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0,
+                           scale: float = 100.0) -> dict:
+    """A paired interval of mean(a - b) that holds both error sources of a small test split: the seeds (models) and
+    the test images (every seed is scored on the same images, so their sampling error does not average out over
+    seeds, and the t-interval over seeds leaves it out).
+
+    a, b: per-image scores (n_seeds, n_images) of two arms on the same test images in the same order (e.g. 1.0 where
+    an image is classified right: the mean is the accuracy). The seed error is se_seed = sd(d_s) / sqrt(n) of the
+    per-seed mean differences d_s; the test-sampling error se_test is the sd, over n_boot draws of n_images test
+    images with replacement (one draw shared by every seed and both arms: a bootstrap over test images within
+    seeds), of the mean over seeds of d_s on the drawn images. The interval is mean +- t_{n-1} sqrt(se_seed^2 +
+    se_test^2). Returns mean, se_seed, se_test, low, high (x scale: points by default) and n (seeds)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim != 2 or a.shape != b.shape or a.shape[0] < 2 or a.shape[1] < 2:
+        raise ValueError(f"a and b must be per-image scores (n_seeds >= 2, n_images >= 2) of the same shape; got "
+                         f"{a.shape} and {b.shape}.")
+    d = (a - b) * scale
+    n, n_images = d.shape
+    per_seed = d.mean(1)
+    draws = np.random.default_rng(seed).integers(0, n_images, size=(n_boot, n_images))
+    boot = d[:, draws].mean(axis=(0, 2))  # (n_boot,): the seed mean of d on each drawn test set
+    se_seed, se_test = float(per_seed.std(ddof=1) / math.sqrt(n)), float(boot.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * math.hypot(se_seed, se_test)
+    mean = float(per_seed.mean())
+    return {"mean": mean, "se_seed": se_seed, "se_test": se_test, "low": mean - half, "high": mean + half, "n": n}
+
+
 def _seeds_to_decide(paper, direction: int, sd, alpha: float, power: float) -> int:
     """Seeds that would detect the paper's effect on the claimed side; -1 without a (nonzero) paper effect."""
     p, sd = _number(paper), _number(sd)
