@@ -18,6 +18,7 @@ from torch import nn
 from latentlab import gates, grid, stats
 from latentlab.data import Dataset, DatasetInfo
 from latentlab.experiments import vae_augmentation as experiment
+from latentlab.models.autoencoder import encode_all, reconstruct
 from latentlab.oracle import Oracle
 from latentlab.papers import vae_augmentation as paper
 
@@ -101,10 +102,14 @@ def test_config_has_no_defaults_and_refuses_unknown_arms_data_and_settings():
     cfg = experiment.Config.from_parameters(_cell())
     assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
                for f in dataclasses.fields(cfg))
-    assert cfg.clf.steps == 80 and cfg.clf.val_checks == 4 and cfg.oracle.max_images is None  # the notebook's values
-    assert cfg.affine_scale == (0.9, 1.1) and cfg.ae_data == "all"
+    cell = _cell()
+    assert (cfg.clf.steps, cfg.clf.val_checks) == (cell["CLF_STEPS"], cell["CLF_VAL_CHECKS"])  # CLF_* into cfg.clf
+    assert cfg.oracle.max_images is None and cfg.affine_scale == (0.9, 1.1) and cfg.ae_data == "all"
+    assert set(cfg.cnn_arms) <= set(cfg.arms) and experiment.CODES not in cfg.cnn_arms and cfg.scale_seeds == ()
     with pytest.raises(ValueError, match="Unknown arms"):
         cfg.replace(arms=("baseline", "latent-rotation"))
+    with pytest.raises(ValueError, match="CNN_ARMS"):
+        cfg.replace(cnn_arms=("baseline", experiment.CODES))  # the codes arm trains no CNN
     with pytest.raises(ValueError, match="AE_DATA"):
         cfg.replace(ae_data="some")
     with pytest.raises(ValueError, match="dataset@images_per_class"):
@@ -120,12 +125,19 @@ def test_settings_parse_and_reject_typos():
 
 
 def test_variants_are_replacements_of_the_notebook_config():
-    cfg = experiment.Config.from_parameters(_cell()).replace(labelled_vae_settings=("mnist@10", "breastmnist@all"))
+    cfg = experiment.Config.from_parameters(_cell()).replace(
+        datasets=("mnist@10", "mnist@50", "fashion-mnist@10", "breastmnist@all"),
+        labelled_vae_settings=("mnist@10", "breastmnist@all"))
     assert experiment.dataset_names(cfg.datasets) == ["mnist", "fashion-mnist", "breastmnist"]
     assert experiment.settings_of(cfg.datasets, "mnist") == ["mnist@10", "mnist@50"]
     labelled = experiment.labelled_variant(cfg)
     assert labelled.ae_data == "labelled" and labelled.datasets == ("mnist@10", "breastmnist@all")
-    assert labelled.arms == ("baseline", *experiment.LATENT_ARMS) and labelled.labelled_vae_settings == ()
+    assert labelled.arms == ("baseline", *experiment.VAE_ARMS) and labelled.labelled_vae_settings == ()
+    scaled = experiment.scaled_vae(cfg.replace(scale_seeds=(0, 1, 2)))
+    assert scaled.ae_steps == experiment.SCALE * cfg.ae_steps and scaled.seeds == (0, 1, 2)
+    assert scaled.arms == experiment.HEADLINE_ARMS and scaled.labelled_vae_settings == ()
+    assert scaled.replace(ae_steps=cfg.ae_steps, seeds=cfg.seeds, arms=cfg.arms,
+                          labelled_vae_settings=cfg.labelled_vae_settings, scale_seeds=()) == cfg
     assert labelled.clf == cfg.clf and labelled.seeds == cfg.seeds
     assert experiment.result_settings(cfg)[-1] == "breastmnist@all" + experiment.LABELLED_VAE
     plane = experiment.plane_config(cfg)
@@ -133,7 +145,9 @@ def test_variants_are_replacements_of_the_notebook_config():
 
 
 def test_tasks_carry_the_config_and_their_dataset_choice_and_seeds_follow_coordinates():
-    cfg = experiment.Config.from_parameters(_cell()).replace(seeds=(0, 1), labelled_vae_settings=("mnist@10",))
+    cfg = experiment.Config.from_parameters(_cell()).replace(
+        seeds=(0, 1), datasets=("mnist@10", "mnist@50", "fashion-mnist@10", "breastmnist@all"),
+        labelled_vae_settings=("mnist@10",))
     chosen = {"mnist@10": {"latent-noise": (0.5, 2)}, "fashion-mnist@10": {"latent-noise": (1.0, 5)},
               "breastmnist@all": {"latent-noise": (0.5, 5)}}
     tasks = experiment.tasks(cfg, chosen)
@@ -173,15 +187,21 @@ def test_run_seed_gives_every_arm_and_classifier_and_repeats_bitwise(toy):
     assert list(rows.columns[:5]) == ["dataset", "arm", "seed", "metric", "value"]
     assert set(rows["dataset"]) == {"toy@5"} and list(dict.fromkeys(rows["arm"])) == list(cfg.arms)
     validity = rows[rows["metric"] == "label_validity"]
-    assert set(validity["arm"]) == set(cfg.arms) - {"baseline"} and validity["value"].between(0, 1).all()
+    assert set(validity["arm"]) == set(cfg.arms) - {"baseline", experiment.CODES}
+    assert validity["value"].between(0, 1).all()
     acc = rows[rows["metric"] == "accuracy"]
-    assert len(acc) == len(cfg.arms) * 3 and set(acc["classifier"]) == {"knn", "svm", "cnn"}
+    assert len(acc) == len(cfg.arms) * 2 + len(cfg.cnn_arms) and set(acc["classifier"]) == {"knn", "svm", "cnn"}
+    assert set(acc.loc[acc["classifier"] == "cnn", "arm"]) == set(cfg.cnn_arms)  # the CNN on CNN_ARMS only
     kept = rows[rows["metric"].isin(["val_accuracy", "best_epoch"])]
-    assert set(kept["classifier"]) == {"cnn"} and len(kept) == 2 * len(cfg.arms)  # the CNN's kept check, per arm
+    assert set(kept["classifier"]) == {"cnn"} and len(kept) == 2 * len(cfg.cnn_arms)  # the CNN's kept check, per arm
+    auc = rows[rows["metric"] == "auc"]
+    assert set(auc["classifier"]) == {"svm", "cnn"}  # a 1-NN has no AUC (KNN_K = 1)
     noise = rows[(rows["arm"] == "latent-noise")]
     assert (noise["strength"] == 0.5).all() and (noise["n_per_image"] == 2).all()
+    fixed = rows[rows["arm"].isin(list(experiment.FIXED_CHOICES))].groupby("arm")[["strength", "n_per_image"]].max()
+    assert fixed.loc[experiment.RECONSTRUCTION].tolist() == [0.0, 1] and fixed.loc[experiment.CODES].tolist() == [0, 0]
     assert rows[rows["arm"] == "baseline"]["n_per_image"].eq(0).all() and _vaes(toy) == 1
-    assert set(inst["instrument"]) == {"vae", *map(experiment.augmentation_instrument, experiment.LATENT_ARMS)}
+    assert set(inst["instrument"]) == {"vae", *map(experiment.augmentation_instrument, experiment.DECODED_ARMS)}
     again, inst_again = _split(experiment.run_seed(task))  # the VAE comes from the cache now
     pd.testing.assert_frame_equal(rows, again)
     pd.testing.assert_frame_equal(inst, inst_again)
@@ -194,7 +214,7 @@ def test_the_labelled_variant_trains_its_vae_on_the_labelled_images_only(toy):
                                              "latent-extrapolation": (0.5, 1)}})
     rows, inst = _split(experiment.run_seed(tasks[-1]))
     assert set(rows["dataset"]) == set(inst["dataset"]) == {"toy@5" + experiment.LABELLED_VAE}
-    assert set(rows["arm"]) == {"baseline", *experiment.LATENT_ARMS} and _vaes(toy) == 1
+    assert set(rows["arm"]) == {"baseline", *experiment.VAE_ARMS} and _vaes(toy) == 1
     experiment.run_seed(tasks[0] | {"cfg": cfg.replace(arms=("baseline", "latent-noise"))})
     assert _vaes(toy) == 2  # the VAE of all 45 training images is another model
 
@@ -226,8 +246,10 @@ def test_tune_seed_sweeps_every_arm_strength_and_count_without_the_test_split(to
     assert per_arm == {"latent-noise": 4, "latent-interpolation": 8, "latent-extrapolation": 4, "image-noise": 4,
                        "image-interpolation": 8, "image-extrapolation": 4, "affine": 4}  # x (kNN, SVM)
     assert set(sweep["seed"]) == {cfg.tune_seed} and set(sweep["dataset"]) == {"toy@5"}
+    assert set(sweep.loc[sweep["metric"] == "label_ratio", "value"]) == set(
+        sweep.loc[sweep["metric"] == "label_validity", "value"] / ORACLE.val_accuracy)
     chosen = experiment.choose(sweep)
-    assert set(chosen["toy@5"]) == set(cfg.arms) - {"baseline"}
+    assert set(chosen["toy@5"]) == set(cfg.arms) - {"baseline", *experiment.FIXED_CHOICES}
     assert all(c[1] in cfg.n_per_image for c in chosen["toy@5"].values())
 
 
@@ -281,7 +303,8 @@ def test_figures_draw_on_a_tiny_two_dimensional_vae(toy):
     assert demo["noise"].shape == (6, 2) and torch.allclose(demo["interpolation"], (demo["z_j"] + demo["z_k"]) / 2)
     choice = {a: (0.5, 1) for a in cfg.arms}
     rows = plots.example_rows(lab, vae, choice, [0, 5], 0, cfg)
-    assert list(rows) == ["original", "reconstruction", *cfg.arms[1:]] and rows["affine"].shape == (2, 1, 28, 28)
+    made = [a for a in cfg.arms[1:] if a not in experiment.FIXED_CHOICES]  # the reconstruction row is that arm's
+    assert list(rows) == ["original", "reconstruction", *made] and rows["affine"].shape == (2, 1, 28, 28)
     for fig in (plots.latent_plane_figure(vae, SPLITS.train), plots.operations_figure(vae, lab),
                 plots.interpolation_paths_figure(vae, lab, neighbour=2, steps=4)):
         assert len(fig.axes) >= 1
@@ -300,7 +323,7 @@ def test_run_seed_gates_the_vae_and_each_latent_arms_augmentations(toy):
     assert list(vae.index) == ["oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse", "recon_mse"]
     assert vae.loc["oracle_accuracy_real", "value"] == ORACLE.agreement(SPLITS.test.x, SPLITS.test.y)  # 30 test
     acc_real = vae.loc["oracle_accuracy_real", "value"]
-    for arm in experiment.LATENT_ARMS:
+    for arm in experiment.DECODED_ARMS:
         mine = inst[inst["instrument"] == experiment.augmentation_instrument(arm)].set_index("check")
         assert "min_class_share" not in mine.index  # per-class augmentations: coverage does not apply
         assert {"label_agreement", "class_mix_gap", "fd_gap_closed", "fd_floor"} <= set(mine.index)
@@ -324,7 +347,8 @@ def test_a_synthetic_arm_keeps_no_model_from_before_its_first_synthetic_epoch(to
     from latentlab.train import fit_classifier
     monkeypatch.setattr(experiment, "FIRST_SYNTHETIC_EPOCH", 1)
     monkeypatch.setattr(experiment, "fit_classifier", spy)
-    cfg = _tiny(arms=("baseline", "latent-interpolation", "affine"), classifiers=("cnn",))
+    arms = ("baseline", "latent-interpolation", "affine")
+    cfg = _tiny(arms=arms, classifiers=("cnn",), cnn_arms=arms)
     cfg = cfg.replace(clf=cfg.clf.replace(steps=4, val_checks=4))  # 4 one-batch epochs: checks at 0-3 unhooked
     choice = {"latent-interpolation": (0.5, 1), "affine": (0.0, 1)}
     rows, _ = _split(experiment.run_seed({"cfg": cfg, "dataset": "toy", "seed": 0, "choice": choice}))
@@ -401,6 +425,9 @@ def test_claims_name_their_instruments_per_arm_and_classifier():
     assert control.paper is None and control.instruments == ()
     gain = paper.knn_gains_most_claims()
     assert gain[1].instruments == ("vae", "vae-augmentations:interpolation", "classifier")
+    assert paper.instruments_for(("latent-interpolation", experiment.RECONSTRUCTION), "svm") == (
+        "vae", "vae-augmentations:interpolation", "vae-augmentations:reconstruction")
+    assert paper.instruments_for((experiment.CODES, "baseline"), "knn") == ("vae",)
 
 
 def _results(classifiers=("knn", "cnn"), seeds=range(4)) -> pd.DataFrame:
@@ -440,3 +467,82 @@ def test_with_passing_gates_the_claims_are_decided_and_one_family():
     knn = stats.compare(_results(classifiers=("knn",)), paper.paper_claims(["mnist@10"], pairs, "knn"),
                         by=["dataset", "classifier"], instruments=inst, family=4)
     assert np.allclose(knn["low_fw"], table[table["classifier"] == "knn"]["low_fw"])  # the same Bonferroni m
+
+
+# --------------------------------------------------------------------------- the controls, the sweep's choice, headroom
+
+
+def test_the_reconstruction_arm_decodes_the_codes_unaltered_and_the_codes_arm_fits_on_codes(toy):
+    cfg = _tiny()
+    lab = experiment.labelled_subset(SPLITS.train, 5, 0)
+    vae = experiment.fit_vae(SPLITS, 0, cfg)
+    x, y = experiment.synthesise(experiment.RECONSTRUCTION, lab, vae, 0.0, 1, 0, cfg)
+    assert torch.allclose(x, reconstruct(vae, lab.x), atol=1e-6) and torch.equal(y, lab.y)
+    assert len(experiment.synthesise(experiment.CODES, lab, vae, 0.0, 0, 0, cfg)[0]) == 0
+    # 1-NN on codes, brute force: the label of the nearest labelled code
+    z, z_test = encode_all(vae, lab.x), encode_all(vae, SPLITS.test.x)
+    nearest = lab.y[torch.cdist(z_test, z).argmin(1)]
+    probs = experiment.code_probs("knn", vae, lab, SPLITS.test.x, cfg)
+    assert probs.shape == (len(SPLITS.test), 3) and (probs.argmax(1) == nearest.numpy()).all()
+    assert experiment.classifiers_of(experiment.CODES, cfg) == ["knn", "svm"]
+    assert experiment.classifiers_of("baseline", cfg) == ["knn", "svm", "cnn"]
+    assert experiment.classifiers_of("affine", cfg) == ["knn", "svm"]  # not in CNN_ARMS
+
+
+def test_test_metrics_leave_out_the_auc_of_a_one_nearest_neighbour_only():
+    cfg = _tiny()
+    y, probs = torch.tensor([0, 1, 2, 1]), np.eye(3)[[0, 1, 1, 1]]
+    assert "auc" not in experiment.test_metrics("knn", y, probs, "multi-class", cfg)
+    assert "auc" in experiment.test_metrics("knn", y, probs, "multi-class", cfg.replace(knn_k=5))
+    assert "auc" in experiment.test_metrics("svm", y, probs, "multi-class", cfg)
+
+
+def _sweep(values: dict[tuple[float, int], tuple[float, float]]) -> pd.DataFrame:
+    """A sweep of one arm: {(strength, n): (mean validation accuracy, label_ratio)}."""
+    rows = []
+    for (strength, n), (acc, ratio) in values.items():
+        at = {"dataset": "toy@5", "arm": "latent-noise", "seed": 1000, "strength": strength, "n_per_image": n}
+        rows += [at | {"metric": "val_accuracy", "value": acc, "classifier": c} for c in ("knn", "svm")]
+        rows.append(at | {"metric": "label_ratio", "value": ratio, "classifier": "oracle"})
+    return pd.DataFrame(rows)
+
+
+def test_choose_keeps_the_best_candidate_whose_images_keep_their_labels():
+    sweep = _sweep({(0.25, 2): (0.70, 0.95), (0.5, 2): (0.74, 0.86), (0.75, 2): (0.78, 0.84), (1.0, 2): (0.80, 0.6)})
+    assert experiment.LABEL_RATIO + experiment.CHOICE_MARGIN == pytest.approx(0.85)
+    assert experiment.choose(sweep)["toy@5"]["latent-noise"] == (0.5, 2)  # 0.75 and 1.0 keep too few labels
+    none_ok = _sweep({(0.5, 2): (0.74, 0.5), (1.0, 2): (0.80, 0.6)})
+    assert experiment.choose(none_ok)["toy@5"]["latent-noise"] == (1.0, 2)  # no candidate keeps them: the best
+    no_ratio = sweep[sweep["metric"] != "label_ratio"]
+    assert experiment.choose(no_ratio)["toy@5"]["latent-noise"] == (1.0, 2)  # pixel arms and affine
+
+
+def test_headroom_divides_each_gain_by_the_ceiling_minus_the_baseline():
+    results = pd.DataFrame(
+        [{"dataset": "mnist@5", "arm": "baseline", "seed": s, "metric": "accuracy", "classifier": "knn", "value": v}
+         for s, v in enumerate([0.60, 0.70])]
+        + [{"dataset": "mnist", "arm": "oracle", "seed": 0, "metric": "ceiling_accuracy", "value": 0.95}])
+    at = {"dataset": "mnist@5", "classifier": "knn", "verdict": "inconclusive"}
+    family = pd.DataFrame([at | {"comparison": "latent-interpolation − baseline", "mean": 6.0, "low_fw": -2.0,
+                                 "high_fw": 10.0, "paper": 21.29},
+                           at | {"comparison": "latent-interpolation − latent-noise", "mean": 1.0, "low_fw": 0.0,
+                                 "high_fw": 2.0, "paper": 13.86}])
+    table = paper.headroom(family, results)
+    assert len(table) == 1  # only the rows against the baseline
+    r = table.iloc[0]
+    assert (r["baseline"], r["ceiling"], r["headroom"]) == pytest.approx((65.0, 95.0, 30.0))
+    assert (r["share"], r["share_low_fw"], r["share_high_fw"]) == pytest.approx((0.2, -2 / 30, 1 / 3))
+    assert r["paper_share"] == pytest.approx((53.15 - 31.86) / (100 - 31.86))
+
+
+def test_per_classifier_comparisons_and_scale_check_skip_the_classifiers_without_both_arms():
+    runs = _results(classifiers=("knn", "cnn"))
+    runs = runs[~((runs["classifier"] == "cnn") & (runs["arm"] == "latent-noise"))]  # the CNN lacks one arm
+    table = paper.compare_per_classifier(runs, ["mnist@10"], [("latent-noise", "baseline")], ["knn", "cnn"])
+    assert set(table["classifier"]) == {"knn"}
+    scaled = runs[runs["seed"] < 3].assign(value=lambda d: d["value"] + np.where(d["arm"] == "baseline", 0, 0.1))
+    check = paper.scale_check(runs, scaled, [("latent-noise", "baseline"), ("image-noise", "baseline")],
+                              ["knn", "cnn"]).set_index(["classifier", "comparison"])
+    assert check.loc[("knn", "latent-noise − baseline"), "change"] == pytest.approx(10.0)  # +10 points at 4x
+    assert ("cnn", "latent-noise − baseline") not in check.index and ("cnn", "image-noise − baseline") in check.index
+    assert paper.scale_check(runs, runs.iloc[:0], paper.HEADLINE, ["knn"]).empty  # no scale-check run

@@ -43,15 +43,22 @@ from latentlab import data, gates, grid, results
 from latentlab.config import ClfConfig, OracleConfig, Params
 from latentlab.data import Dataset
 from latentlab.metrics import classification_metrics
-from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, epochs_for, fit_autoencoder, reconstruct
+from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, encode_all, epochs_for, fit_autoencoder, reconstruct
 from latentlab.oracle import Oracle, train_oracle
 from latentlab.samplers import vae_augmentation as augment
 from latentlab.train import FitResult, Hooks, fit_classifier, predict_proba
 
 CLASSIFIERS = ("knn", "svm", "cnn")
-LATENT_ARMS = tuple(f"latent-{op}" for op in augment.OPS)
+LATENT_ARMS = tuple(f"latent-{op}" for op in augment.OPS)  # the paper's three operations on the codes
+RECONSTRUCTION = "latent-reconstruction"  # the control: the codes decoded unaltered (eq. (3) with lambda = 0)
+CODES = "latent-codes"  # the control: kNN / SVM on the VAE codes of the labelled images, no synthetic image
+DECODED_ARMS = (*LATENT_ARMS, RECONSTRUCTION)  # the arms whose synthetic images the VAE decodes (augmentation gate)
+VAE_ARMS = (*DECODED_ARMS, CODES)  # the arms that use the VAE
 IMAGE_ARMS = tuple(f"image-{op}" for op in augment.OPS)
-ARMS = ("baseline", *LATENT_ARMS, *IMAGE_ARMS, "affine")
+ARMS = ("baseline", *LATENT_ARMS, RECONSTRUCTION, CODES, *IMAGE_ARMS, "affine")
+FIXED_CHOICES = {RECONSTRUCTION: (0.0, 1), CODES: (0.0, 0)}  # nothing to tune: one unaltered copy; no copy
+HEADLINE_ARMS = ("baseline", "latent-interpolation", RECONSTRUCTION, CODES)  # the arms of the scale check's claims
+SCALE = 4  # the scale check: this many times the VAE's updates (`scaled_vae`)
 AE_DATA = ("all", "labelled")
 LABELLED_VAE = " (labelled VAE)"  # suffix of the settings whose VAE saw the labelled subset only
 VAE = "vae"  # the instrument of the VAE's reconstructions
@@ -59,6 +66,7 @@ CLASSIFIER = "classifier"  # the instrument of the CNN's convergence
 GATE_IMAGES = 1000  # held-out real images of the reconstruction gate (a fixed test subset, the same for every seed)
 GATE_SAMPLES = 1000  # at most this many decoded augmentations in the Frechet gate
 LABEL_RATIO = 0.8  # augmentations keep their label at least this x as often as the oracle labels real images right
+CHOICE_MARGIN = 0.05  # the sweep asks LABEL_RATIO + this of a candidate: the seeds' own VAEs differ from the sweep's
 MAX_CLASS_MIX_GAP = 0.1  # total variation between the class mixes beyond which the Frechet gate is not measured
 FIRST_SYNTHETIC_EPOCH = 0  # the synthetic set joins the training set from the first epoch
 
@@ -75,6 +83,7 @@ class Config(Params):
     seeds: tuple[int, ...]
     arms: tuple[str, ...]
     classifiers: tuple[str, ...]
+    cnn_arms: tuple[str, ...]  # the arms of `arms` the CNN trains on (kNN and SVM: every arm of `arms`)
     workers: int | None
     ae_data: str  # the VAE sees 'all' (unlabelled) training images, or only the 'labelled' subset
     ae_images: int  # at most this many training images (a seeded draw) train the VAE
@@ -96,13 +105,15 @@ class Config(Params):
     plane_steps: int  # the 2-D VAE of the paper's figures (`plane_config`)
     plane_images: int
     n_val: int
-    n_test: int
+    n_test: int | None  # None: the whole test split
+    scale_seeds: tuple[int, ...]  # the scale check: SCALE x the VAE's updates on these seeds (`scaled_vae`)
 
     def __post_init__(self):
-        unknown = sorted(set(self.arms) - set(ARMS)) + sorted(set(self.classifiers) - set(CLASSIFIERS))
+        unknown = (sorted(set(self.arms) - set(ARMS)) + sorted(set(self.classifiers) - set(CLASSIFIERS))
+                   + sorted(set(self.cnn_arms) - set(ARMS)) + sorted(set(self.cnn_arms) & {CODES}))
         if unknown:
             raise ValueError(f"Unknown arms or classifiers {unknown}. Arms: {', '.join(ARMS)}; classifiers: "
-                             f"{', '.join(CLASSIFIERS)}.")
+                             f"{', '.join(CLASSIFIERS)}; CNN_ARMS are arms too ({CODES} trains no CNN).")
         if self.ae_data not in AE_DATA:
             raise ValueError(f"AE_DATA must be 'all' or 'labelled'; got {self.ae_data!r}.")
         for setting in (*self.datasets, *self.labelled_vae_settings):
@@ -133,8 +144,15 @@ def settings_of(settings, name: str) -> list[str]:
 def labelled_variant(cfg: Config) -> Config:
     """The config of the LABELLED_VAE_SETTINGS runs: those settings, each budget's VAE trained on its labelled subset
     only, and only the arms a VAE changes (baseline and latent arms; the others would repeat the main runs)."""
-    return cfg.replace(datasets=cfg.labelled_vae_settings, labelled_vae_settings=(), ae_data="labelled",
-                       arms=tuple(a for a in cfg.arms if a == "baseline" or a in LATENT_ARMS))
+    arms = tuple(a for a in cfg.arms if a == "baseline" or a in VAE_ARMS)
+    return cfg.replace(datasets=cfg.labelled_vae_settings, labelled_vae_settings=(), ae_data="labelled", arms=arms)
+
+
+def scaled_vae(cfg: Config) -> Config:
+    """The scale check's config: SCALE x the VAE's updates, on cfg.scale_seeds, the HEADLINE_ARMS only (kNN and SVM
+    and the CNN where cfg trains it), everything else the same."""
+    arms = tuple(a for a in HEADLINE_ARMS if a in cfg.arms)
+    return cfg.replace(ae_steps=SCALE * cfg.ae_steps, seeds=cfg.scale_seeds, arms=arms, labelled_vae_settings=())
 
 
 def result_settings(cfg: Config) -> list[str]:
@@ -161,7 +179,8 @@ class Splits:
 
 
 def load_splits(name: str, cfg: Config) -> Splits:
-    """The training split, N_VAL validation and N_TEST test images of a dataset (fixed subsets)."""
+    """The training split, N_VAL validation and N_TEST test images of a dataset (fixed subsets; N_TEST None: the
+    whole test split)."""
     return Splits(data.load_cached(name, "train"), data.fixed_subset(data.load_cached(name, "val"), cfg.n_val),
                   data.fixed_subset(data.load_cached(name, "test"), cfg.n_test))
 
@@ -192,8 +211,10 @@ def fit_vae(splits: Splits, seed: int, cfg: Config, lab: Dataset | None = None) 
 def synthesise(arm: str, lab: Dataset, vae: ConvAutoencoder | None, strength: float, n_per_image: int, seed: int,
                cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
     """The synthetic images and labels of one arm ('baseline': none)."""
-    if arm == "baseline":
+    if arm in ("baseline", CODES):
         return lab.x[:0], lab.y[:0]
+    if arm == RECONSTRUCTION:  # eq. (3) with lambda = 0: every code decoded as it is
+        return augment.augment_latent(vae, lab.x, lab.y, "interpolation", 0.0, 1, seed=seed)[:2]
     if arm == "affine":
         return augment.affine_augment(lab.x, lab.y, n_per_image, degrees=cfg.affine_degrees,
                                       translate=cfg.affine_translate, scale=cfg.affine_scale, seed=seed)[:2]
@@ -248,8 +269,8 @@ def with_synthetic(lab: Dataset, x: torch.Tensor, y: torch.Tensor) -> Dataset:
 
 def augmentation_instrument(arm: str) -> str:
     """The instrument of a latent arm's decoded augmentations: 'latent-noise' -> 'vae-augmentations:noise'."""
-    if arm not in LATENT_ARMS:
-        raise ValueError(f"Only latent arms decode augmentations ({', '.join(LATENT_ARMS)}); got {arm!r}.")
+    if arm not in DECODED_ARMS:
+        raise ValueError(f"Only latent arms decode augmentations ({', '.join(DECODED_ARMS)}); got {arm!r}.")
     return "vae-augmentations:" + arm.split("-", 1)[1]
 
 
@@ -297,20 +318,42 @@ def augmentation_gate(arm: str, x: torch.Tensor, y: torch.Tensor, oracle: Oracle
 # --------------------------------------------------------------------------- one seed
 
 
+def classifiers_of(arm: str, cfg: Config) -> list[str]:
+    """The classifiers an arm trains: kNN and SVM on every arm, the CNN on cfg.cnn_arms (never on CODES)."""
+    return [k for k in cfg.classifiers if k != "cnn" or arm in cfg.cnn_arms]
+
+
+def code_probs(kind: str, vae: ConvAutoencoder, lab: Dataset, x_eval: torch.Tensor, cfg: Config) -> np.ndarray:
+    """The CODES arm: kNN or SVM (`sklearn_probs`) fitted on the VAE codes (posterior means) of the labelled images,
+    scored on the codes of x_eval. The VAE saw the unlabelled images; no synthetic image is made."""
+    return sklearn_probs(kind, encode_all(vae, lab.x), lab.y, encode_all(vae, x_eval), lab.n_classes, cfg)
+
+
+def test_metrics(kind: str, y_true: torch.Tensor, probs: np.ndarray, task: str, cfg: Config) -> dict[str, float]:
+    """`classification_metrics` of one classifier, without the AUC of a 1-NN (its scores are 0 or 1, so its "AUC" is
+    its balanced accuracy: KNN_K > 1 gives vote shares that rank)."""
+    metrics = classification_metrics(y_true, probs, task)
+    return {k: v for k, v in metrics.items() if not (k == "auc" and kind == "knn" and cfg.knn_k == 1)}
+
+
 def arm_rows(arm: str, setting: str, seed: int, lab: Dataset, vae: ConvAutoencoder, choice: Choice, splits: Splits,
              oracle: Oracle, cfg: Config, acc_real: float) -> list[dict]:
-    """Validity of one arm's synthetic set (and, for a latent arm, its gate rows, `augmentation_gate`), then every
-    classifier's test metrics on real + synthetic images (the CNN's with its kept validation check)."""
+    """Validity of one arm's synthetic set (and, for a decoded arm, its gate rows, `augmentation_gate`), then every
+    classifier's test metrics (`classifiers_of`) on real + synthetic images (the CNN's with its kept validation
+    check); the CODES arm fits kNN and SVM on codes (`code_probs`)."""
     x, y = synthesise(arm, lab, vae, *choice, seed, cfg)
     extra = {"strength": choice[0], "n_per_image": choice[1]}
-    rows = [] if arm == "baseline" else results.rows(setting, arm, seed, {"label_validity": oracle.agreement(x, y)},
-                                                     classifier="oracle", **extra)
-    if arm in LATENT_ARMS:
+    rows = [] if arm in ("baseline", CODES) else results.rows(
+        setting, arm, seed, {"label_validity": oracle.agreement(x, y)}, classifier="oracle", **extra)
+    if arm in DECODED_ARMS:
         rows += augmentation_gate(arm, x, y, oracle, splits, acc_real, dataset=setting, seed=seed)
     train = with_synthetic(lab, x, y)
-    for kind in cfg.classifiers:
-        probs, kept = classifier_run(kind, train, splits.val, splits.test.x, seed, cfg)
-        metrics = classification_metrics(splits.test.y, probs, splits.test.info.task) | kept
+    for kind in classifiers_of(arm, cfg):
+        if arm == CODES:
+            probs, kept = code_probs(kind, vae, lab, splits.test.x, cfg), {}
+        else:
+            probs, kept = classifier_run(kind, train, splits.val, splits.test.x, seed, cfg)
+        metrics = test_metrics(kind, splits.test.y, probs, splits.test.info.task, cfg) | kept
         rows += results.rows(setting, arm, seed, metrics, classifier=kind, **extra)
     return rows
 
@@ -334,8 +377,8 @@ def run_seed(task: dict) -> list[dict]:
         acc_real = next(r["value"] for r in vae_rows if r["check"] == "oracle_accuracy_real")
         rows += vae_rows
         for arm in cfg.arms:
-            rows += arm_rows(arm, label, seed, lab, vae, tuple(choice.get(arm, (0.0, 0))), splits, oracle, cfg,
-                             acc_real)
+            rows += arm_rows(arm, label, seed, lab, vae, tuple((choice | FIXED_CHOICES).get(arm, (0.0, 0))),
+                             splits, oracle, cfg, acc_real)
     return rows
 
 
@@ -381,8 +424,13 @@ def classifier_gates(runs: pd.DataFrame, doubled: pd.DataFrame, tol: float = 0.0
 
 
 def oracle_rows(task: dict) -> list[dict]:
-    """Train (or load) one dataset's oracle; its result rows (validation / test accuracy, majority-class rate)."""
-    return train_oracle(task["dataset"], task["cfg"].oracle).rows()
+    """Train (or load) one dataset's oracle; its result rows (validation / test accuracy, majority-class rate) and
+    `ceiling_accuracy`, its accuracy on the experiment's test images (`load_splits`): what a classifier trained on
+    every label of the training split scores, the ceiling that the headroom of a setting is measured against."""
+    cfg, name = task["cfg"], task["dataset"]
+    oracle, test = train_oracle(name, cfg.oracle), load_splits(name, cfg).test
+    return oracle.rows() + [{"dataset": name, "arm": "oracle", "seed": 0, "metric": "ceiling_accuracy",
+                             "value": oracle.agreement(test.x, test.y)}]
 
 
 # --------------------------------------------------------------------------- choosing strengths on validation
@@ -390,12 +438,15 @@ def oracle_rows(task: dict) -> list[dict]:
 
 def sweep_rows(arm: str, setting: str, strength: float, n: int, lab: Dataset, vae: ConvAutoencoder, val: Dataset,
                oracle: Oracle, cfg: Config) -> list[dict]:
-    """Label validity and kNN / SVM validation accuracy of one arm at one strength and count."""
+    """Label validity and kNN / SVM validation accuracy of one arm at one strength and count; `label_ratio` is the
+    label validity over the oracle's validation accuracy (what `choose` asks of a latent arm)."""
     x, y = synthesise(arm, lab, vae, strength, n, cfg.tune_seed, cfg)
     train = with_synthetic(lab, x, y)
     extra = {"strength": strength, "n_per_image": n}
-    rows = results.rows(setting, arm, cfg.tune_seed, {"label_validity": oracle.agreement(x, y)}, classifier="oracle",
-                        **extra)
+    validity = oracle.agreement(x, y)
+    rows = results.rows(setting, arm, cfg.tune_seed, {"label_validity": validity,
+                                                      "label_ratio": validity / oracle.val_accuracy},
+                        classifier="oracle", **extra)
     for kind in ("knn", "svm"):
         pred = sklearn_probs(kind, train.x, train.y, val.x, lab.n_classes, cfg).argmax(1)
         accuracy = float((pred == val.y.numpy()).mean())
@@ -407,14 +458,14 @@ def tune_seed(task: dict) -> list[dict]:
     """The validation sweep of one dataset, on its first setting in cfg.datasets: every arm at every strength in
     cfg.strengths[op] and every count in cfg.n_per_image (rows of `sweep_rows`). The labelled subset is drawn with
     cfg.tune_seed (not an evaluation seed); the VAE is that of the first evaluation seed (trained once, loaded by
-    run_seed later). The test split is never used."""
+    run_seed later). The arms of FIXED_CHOICES have nothing to sweep. The test split is never used."""
     cfg, name = task["cfg"], task["dataset"]
     splits, oracle = load_splits(name, cfg), train_oracle(name, cfg.oracle)
     setting = settings_of(cfg.datasets, name)[0]
     lab = labelled_subset(splits.train, parse_setting(setting)[1], cfg.tune_seed)
     vae = fit_vae(splits, cfg.seeds[0], cfg, lab)
     rows = []
-    for arm in (a for a in cfg.arms if a != "baseline"):
+    for arm in (a for a in cfg.arms if a != "baseline" and a not in FIXED_CHOICES):
         strengths = [0.0] if arm == "affine" else cfg.strengths[arm.split("-", 1)[1]]
         for strength, n in ((s, n) for s in strengths for n in cfg.n_per_image):
             rows += sweep_rows(arm, setting, strength, n, lab, vae, splits.val, oracle, cfg)
@@ -428,9 +479,19 @@ def tune_tasks(cfg: Config) -> list[dict]:
 
 def choose(sweep: pd.DataFrame) -> dict[str, dict[str, Choice]]:
     """Per setting tuned on and arm, the (strength, n_per_image) with the best validation accuracy averaged over kNN
-    and SVM (ties: the weaker strength and fewer images, the first in the sweep's order)."""
+    and SVM (ties: the weaker strength and fewer images, the first in the sweep's order), among the candidates whose
+    synthetic images keep their label at least LABEL_RATIO + CHOICE_MARGIN x as often as the oracle labels
+    validation images right (`label_ratio`: the augmentation gate's demand, asked on the sweep with a margin for the
+    seeds' own VAEs; an arm with no such candidate, or without `label_ratio` rows, chooses among all of its
+    candidates)."""
+    keys = ["dataset", "arm", "strength", "n_per_image"]
     acc = sweep[sweep["metric"] == "val_accuracy"]
-    mean = acc.groupby(["dataset", "arm", "strength", "n_per_image"], sort=False)["value"].mean().reset_index()
+    mean = acc.groupby(keys, sort=False)["value"].mean().reset_index()
+    ratio = sweep[sweep["metric"] == "label_ratio"].groupby(keys, sort=False)["value"].mean()
+    ok = pd.Series(ratio.reindex(pd.MultiIndex.from_frame(mean[keys])).to_numpy() >= LABEL_RATIO + CHOICE_MARGIN,
+                   index=mean.index)
+    any_ok = ok.groupby([mean["dataset"], mean["arm"]], sort=False).transform("any")
+    mean = mean[ok | ~any_ok]
     best = mean.loc[mean.groupby(["dataset", "arm"], sort=False)["value"].idxmax()]
     out: dict[str, dict[str, Choice]] = {}
     for r in best.itertuples():

@@ -42,9 +42,10 @@ def operations_demo(z: torch.Tensor, y: torch.Tensor, j: int, lam: float, gamma:
 def example_rows(lab: Dataset, vae: ConvAutoencoder, choice: dict[str, experiment.Choice], idx: list[int],
                  seed: int, cfg: experiment.Config) -> dict[str, torch.Tensor]:
     """The paper's Figure 10: for the labelled images idx, the original, its reconstruction and the first synthetic
-    copy of every arm (interpolation and extrapolation with the nearest same-class neighbour)."""
+    copy of every arm (interpolation and extrapolation with the nearest same-class neighbour); the arms of
+    `FIXED_CHOICES` make no image of their own (the reconstruction row is the latent-reconstruction arm's)."""
     rows = {"original": lab.x[idx], "reconstruction": decode_all(vae, encode_all(vae, lab.x[idx]))}
-    for arm in (a for a in cfg.arms if a != "baseline"):
+    for arm in (a for a in cfg.arms if a != "baseline" and a not in experiment.FIXED_CHOICES):
         rows[arm] = experiment.synthesise(arm, lab, vae, choice[arm][0], 1, seed, cfg)[0][idx]
     return rows
 
