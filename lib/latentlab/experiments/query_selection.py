@@ -5,16 +5,19 @@ A task is {"cfg": Config, "dataset", "seed"} (`latentlab.grid.tasks`). `run_seed
 1. the data, read once: the training split ('mnist-unbalanced' is MNIST's after `unbalance_mnist`, one fixed
    construction with seed 0 and the config's `unbalanced_replace` / `unbalanced_shift`; validation and test images
    untouched), the unlabelled pool (`pool_size` training images drawn with the seed; the whole split with None) and
-   `n_test` fixed test images (`latentlab.data.fixed_subset`);
+   `n_test` fixed test images (`latentlab.data.fixed_subset`). The validation split is the loader's (for MNIST and
+   Fashion-MNIST carved from the training images by a fixed permutation, so no pool holds a validation image):
+   every choice (the t-SNE weight, `tsne_weight_sweep`) and every gate reads it, never the test images;
 2. the encoders the dataset's arms need, trained on the pool's images only (no labels), from this seed, cached by
    their config and the pool's images (so a pool of another construction trains its own encoders);
-3. per budget n (`cfg.n_labelled[dataset]`) and arm (`arms_of`): the query set (n pool indices), a classifier
-   trained on those n images and their true labels (`latentlab.train.fit_classifier`, `cfg.clf`, the seed's initial
-   weights; no validation split: a cold start has none to choose a model with, so the last update is kept),
+3. per budget n (`cfg.n_labelled[dataset]`) and arm (`arms_at`: the dataset's arms, restricted at n by
+   `budget_arms[n]` where given): the query set (n pool indices), a classifier trained on those n images and their
+   true labels (`latentlab.train.fit_classifier`, `cfg.clf`, the seed's initial weights, the same number of updates
+   at every n, as the paper; no validation split selects: a cold start has none, so the last update is kept),
    evaluated on the test images;
 4. tidy rows (dataset, arm, seed, metric, value, n_labelled, encoder, method): accuracy, balanced_accuracy, auc
-   and single_class of the classifier on the test images, its val_accuracy on `n_val` fixed validation images
-   (measured, never used to choose a model) and kept_epoch (the epoch of the kept model: the last one); coverage
+   and single_class of the classifier on the test images, kept_epoch (the last one), and for Random's classifier
+   its val_accuracy on `n_val` fixed validation images (the classifier gate's value; it never selects); coverage
    (classes present) and balance (normalised class entropy) of the query set. (Not 'n': `latentlab.stats.compare`
    reports the number of seeds as 'n'.)
 5. gate rows (`latentlab.gates`, told apart by their `instrument` key; `grid.tables` splits them off): per encoder
@@ -31,6 +34,11 @@ when it moves Random's validation accuracy by less than max(1 point, the sd of t
 (`instruments_of`) rests on the encoders of its arms and on the classifier; `verdicts` compares at each n with the
 classifier's gate at that n only, so a classifier that has not converged at n = 1000 makes only the claims at
 n = 1000 untested.
+
+**Beyond the grid.** `tsne_weight_sweep` / `best_tsne_weight`: TSNE_WEIGHT None is chosen among TSNE_WEIGHTS on
+the validation codes of the first dataset and seed. `scale_tasks` / `scaled_encoders`: the scale check, SCALE x the
+encoders' updates on SCALE_SEEDS for HEADLINE_ARMS at the smallest n. `single_run_reach`: how often one run of ours
+shows the paper's single-run gap (share of seeds, and a normal approximation with the seed sd).
 
 Arm names: 'random'; 'ae-error' (the images the conv AE at `ae_latent` reconstructs worst); 'stratified' (n / K
 images of each of the K classes, drawn with the pool's true labels: an oracle no cold start has, the balanced
