@@ -218,6 +218,20 @@ def fit_encoder(name: str, pool_x: torch.Tensor, cfg: Config, seed: int, factor:
     return fit_autoencoder(pool_x, config)
 
 
+def encoder_tasks(cfg: Config, seed: int) -> list[dict]:
+    """One task per dataset and encoder of its arms on one seed: {"cfg", "dataset", "seed", "encoder"}, for
+    `train_encoder` (the walk-through figures' encoders, trained in parallel before `seed_view` loads them)."""
+    return [{"cfg": cfg, "dataset": d, "seed": seed, "encoder": e} for d in cfg.datasets
+            for e in encoders_of(arms_of(cfg, d))]
+
+
+def train_encoder(task: dict) -> list[dict]:
+    """Train (or load) one encoder of `encoder_tasks` on its seed's pool, into the cache; no rows."""
+    pool, _ = seed_data(task["dataset"], task["seed"], task["cfg"])
+    fit_encoder(task["encoder"], pool.x, task["cfg"], task["seed"])
+    return []
+
+
 def reconstruction_errors(model: ConvAutoencoder, x: torch.Tensor) -> np.ndarray:
     """Squared reconstruction error of every image, summed over pixels (what AE-error ranks)."""
     return (reconstruct(model, x) - x).pow(2).flatten(1).sum(1).numpy()
