@@ -139,3 +139,17 @@ def test_one_seed_runs_end_to_end_on_a_dataset_the_notebook_was_not_written_for(
     assert verdicts["reach_share"].isna().all()  # no paper number outside Table 1's datasets
     assert paper.table1(results).empty
     qs.training_split.cache_clear()
+
+
+def test_the_walk_through_encoders_train_once_per_dataset_and_encoder_and_the_view_loads_them(toy, monkeypatch):  # noqa: F811
+    tasks = qs.encoder_tasks(TINY, 0)
+    assert [(t["dataset"], t["encoder"]) for t in tasks] == [("mnist", "conv"), ("mnist", "conv16"), ("mnist", "tsne"),
+                                                             ("mnist", "vae"), (U, "vae")]
+    for t in tasks:
+        assert qs.train_encoder(t) == []
+    trained = []
+    real = autoencoder.train_autoencoder
+    monkeypatch.setattr(autoencoder, "train_autoencoder", lambda *a, **k: trained.append(1) or real(*a, **k))
+    pool, _ = qs.seed_data("mnist", 0, TINY)
+    view = qs.seed_view(pool, qs.arms_of(TINY, "mnist"), TINY, 0)
+    assert trained == [] and sorted(view.models) == ["conv", "conv16", "tsne", "vae"]  # all from the cache
