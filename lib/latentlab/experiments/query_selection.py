@@ -5,16 +5,19 @@ A task is {"cfg": Config, "dataset", "seed"} (`latentlab.grid.tasks`). `run_seed
 1. the data, read once: the training split ('mnist-unbalanced' is MNIST's after `unbalance_mnist`, one fixed
    construction with seed 0 and the config's `unbalanced_replace` / `unbalanced_shift`; validation and test images
    untouched), the unlabelled pool (`pool_size` training images drawn with the seed; the whole split with None) and
-   `n_test` fixed test images (`latentlab.data.fixed_subset`);
+   `n_test` fixed test images (`latentlab.data.fixed_subset`). The validation split is the loader's (for MNIST and
+   Fashion-MNIST carved from the training images by a fixed permutation, so no pool holds a validation image):
+   every choice (the t-SNE weight, `tsne_weight_sweep`) and every gate reads it, never the test images;
 2. the encoders the dataset's arms need, trained on the pool's images only (no labels), from this seed, cached by
    their config and the pool's images (so a pool of another construction trains its own encoders);
-3. per budget n (`cfg.n_labelled[dataset]`) and arm (`arms_of`): the query set (n pool indices), a classifier
-   trained on those n images and their true labels (`latentlab.train.fit_classifier`, `cfg.clf`, the seed's initial
-   weights; no validation split: a cold start has none to choose a model with, so the last update is kept),
+3. per budget n (`cfg.n_labelled[dataset]`) and arm (`arms_at`: the dataset's arms, restricted at n by
+   `budget_arms[n]` where given): the query set (n pool indices), a classifier trained on those n images and their
+   true labels (`latentlab.train.fit_classifier`, `cfg.clf`, the seed's initial weights, the same number of updates
+   at every n, as the paper; no validation split selects: a cold start has none, so the last update is kept),
    evaluated on the test images;
 4. tidy rows (dataset, arm, seed, metric, value, n_labelled, encoder, method): accuracy, balanced_accuracy, auc
-   and single_class of the classifier on the test images, its val_accuracy on `n_val` fixed validation images
-   (measured, never used to choose a model) and kept_epoch (the epoch of the kept model: the last one); coverage
+   and single_class of the classifier on the test images, kept_epoch (the last one), and for Random's classifier
+   its val_accuracy on `n_val` fixed validation images (the classifier gate's value; it never selects); coverage
    (classes present) and balance (normalised class entropy) of the query set. (Not 'n': `latentlab.stats.compare`
    reports the number of seeds as 'n'.)
 5. gate rows (`latentlab.gates`, told apart by their `instrument` key; `grid.tables` splits them off): per encoder
@@ -31,6 +34,11 @@ when it moves Random's validation accuracy by less than max(1 point, the sd of t
 (`instruments_of`) rests on the encoders of its arms and on the classifier; `verdicts` compares at each n with the
 classifier's gate at that n only, so a classifier that has not converged at n = 1000 makes only the claims at
 n = 1000 untested.
+
+**Beyond the grid.** `tsne_weight_sweep` / `best_tsne_weight`: TSNE_WEIGHT None is chosen among TSNE_WEIGHTS on
+the validation codes of the first dataset and seed. `scale_tasks` / `scaled_encoders`: the scale check, SCALE x the
+encoders' updates on SCALE_SEEDS for HEADLINE_ARMS at the smallest n. `single_run_reach`: how often one run of ours
+shows the paper's single-run gap (share of seeds, and a normal approximation with the seed sd).
 
 Arm names: 'random'; 'ae-error' (the images the conv AE at `ae_latent` reconstructs worst); 'stratified' (n / K
 images of each of the K classes, drawn with the pool's true labels: an oracle no cold start has, the balanced
@@ -92,7 +100,8 @@ class Config(Params):
     ae_batch: int
     ae_lr: float
     tsne_perplexity: float
-    tsne_weight: float
+    tsne_weight: float | None   # None: chosen on the validation codes from tsne_weights (`tsne_weight_sweep`)
+    tsne_weights: tuple[float, ...]  # the candidates of that choice
     threshold: float            # Algorithm 1's t, in units of the latent spread
     n_clusters: int
     accept: str
@@ -101,12 +110,19 @@ class Config(Params):
     n_val: int                  # validation images of the gates (codes' 5-NN accuracy, classifiers' val_accuracy)
     unbalanced_replace: int
     unbalanced_shift: int
+    budget_arms: dict           # {n: [arm, ...]}: at budget n only these of a dataset's arms run (n absent: all)
+    scale_seeds: tuple[int, ...]  # the scale check: SCALE x the encoders' budget on these seeds (HEADLINE_ARMS)
 
     def __post_init__(self):
         for dataset in self.datasets:
             budgets_of(self, dataset)
             for arm in arms_of(self, dataset):
                 parse_arm(arm)
+        for arms in self.budget_arms.values():
+            for arm in arms:
+                parse_arm(arm)
+        if self.tsne_weight is None and not self.tsne_weights:
+            raise ValueError("TSNE_WEIGHT None is chosen from TSNE_WEIGHTS on validation codes; give candidates.")
 
 
 def per_dataset(value, dataset: str):
@@ -126,6 +142,22 @@ def budgets_of(cfg: Config, dataset: str) -> list[int]:
 def arms_of(cfg: Config, dataset: str) -> list[str]:
     """The arms of one dataset: DATASET_ARMS[dataset] where given, else ARMS."""
     return list(cfg.dataset_arms.get(dataset, cfg.arms))
+
+
+def arms_at(cfg: Config, dataset: str, n: int) -> list[str]:
+    """The arms of one dataset that run at budget n: those of `arms_of` that BUDGET_ARMS[n] names (all without an
+    entry for n), in the order of `arms_of`."""
+    arms = arms_of(cfg, dataset)
+    keep = per_budget(cfg.budget_arms, n)
+    return arms if keep is None else [a for a in arms if a in keep]
+
+
+def per_budget(mapping: dict, n: int):
+    """mapping[n] (keys may be ints or their strings, as YAML and papermill give them), None without one."""
+    for key, value in mapping.items():
+        if int(key) == int(n):
+            return list(value)
+    return None
 
 
 # --------------------------------------------------------------------------- arms and encoders
@@ -171,6 +203,9 @@ def encoder_config(name: str, n_images: int, cfg: Config, seed: int, factor: int
                   epochs=factor * epochs_for(cfg.ae_steps, n_images, cfg.ae_batch), batch_size=cfg.ae_batch,
                   lr=cfg.ae_lr, seed=seed)
     if kind == "tsne":
+        if cfg.tsne_weight is None:
+            raise ValueError("TSNE_WEIGHT is None: choose it on validation first (`tsne_weight_sweep`, then "
+                             "cfg.replace(tsne_weight=best_tsne_weight(sweep))).")
         return TSNEConfig(**common, perplexity=cfg.tsne_perplexity, kl_weight=cfg.tsne_weight)
     return AEConfig(kind="ae" if kind == "conv" else "vae", **common)
 
@@ -181,6 +216,20 @@ def fit_encoder(name: str, pool_x: torch.Tensor, cfg: Config, seed: int, factor:
     if isinstance(config, TSNEConfig):
         return fit_tsne_autoencoder(pool_x, config)
     return fit_autoencoder(pool_x, config)
+
+
+def encoder_tasks(cfg: Config, seed: int) -> list[dict]:
+    """One task per dataset and encoder of its arms on one seed: {"cfg", "dataset", "seed", "encoder"}, for
+    `train_encoder` (the walk-through figures' encoders, trained in parallel before `seed_view` loads them)."""
+    return [{"cfg": cfg, "dataset": d, "seed": seed, "encoder": e} for d in cfg.datasets
+            for e in encoders_of(arms_of(cfg, d))]
+
+
+def train_encoder(task: dict) -> list[dict]:
+    """Train (or load) one encoder of `encoder_tasks` on its seed's pool, into the cache; no rows."""
+    pool, _ = seed_data(task["dataset"], task["seed"], task["cfg"])
+    fit_encoder(task["encoder"], pool.x, task["cfg"], task["seed"])
+    return []
 
 
 def reconstruction_errors(model: ConvAutoencoder, x: torch.Tensor) -> np.ndarray:
@@ -305,16 +354,30 @@ def seed_view(pool: Dataset, arms, cfg: Config, seed: int) -> SeedView:
     return SeedView(pool, codes, errors, clusters, models)
 
 
+def stratified_selection(y: np.ndarray, n: int, n_classes: int, seed: int) -> np.ndarray:
+    """The class-stratified reference: floor(n / K) images of each of the K classes, one more for n mod K classes
+    drawn with the seed, each class's images drawn at random without replacement (it reads the labels: a reference,
+    no cold-start method). Sorted pool indices."""
+    rng = np.random.default_rng(seed)
+    quota = np.full(n_classes, n // n_classes)
+    quota[rng.permutation(n_classes)[:n % n_classes]] += 1
+    picks = []
+    for c, q in enumerate(quota):
+        members = np.flatnonzero(y == c)
+        if len(members) < q:
+            raise ValueError(f"The arm 'stratified' needs {q} images of class {c}; the pool holds {len(members)}. "
+                             "Use a larger POOL_SIZE or a smaller n.")
+        picks.append(rng.choice(members, q, replace=False))
+    return np.sort(np.concatenate(picks))
+
+
 def select_arm(view: SeedView, arm: str, n: int, seed: int, cfg: Config, trace: list | None = None) -> np.ndarray:
     """The query set (pool indices) of one arm at budget n."""
     encoder, method = parse_arm(arm)
     if method == "random":
         return selection.random_selection(len(view.pool), n, seed=seed)
     if method == STRATIFIED:
-        if n % view.pool.n_classes:
-            raise ValueError(f"The arm 'stratified' draws n / K images per class; n = {n} is no multiple of the "
-                             f"K = {view.pool.n_classes} classes.")
-        return data.per_class_subset(view.pool.y, n // view.pool.n_classes, seed)
+        return stratified_selection(view.pool.y.numpy(), n, view.pool.n_classes, seed)
     if method in selection.LATENT_SAMPLERS:
         labels = view.clusters.get(encoder) if method.startswith("clustered-") else None
         return selection.algorithm1(view.codes[encoder], n, distribution=method.removeprefix("clustered-"),
@@ -349,22 +412,74 @@ def encoder_gates(view: SeedView, val: Dataset, dataset: str, seed: int, latent:
 
 def run_seed(task: dict) -> list[dict]:
     """Every budget and arm of one dataset and seed (see the module docstring): tidy result rows and gate rows.
-    A task with `budget` 2 is a convergence task (`run_doubled`)."""
+    A task with `budget` 2 is a convergence task (`run_doubled`); a task with `arms` runs only those of the
+    dataset's arms (the scale check's `HEADLINE_ARMS`)."""
     if task.get("budget", 1) != 1:
         return run_doubled(task)
     cfg, dataset, seed = task["cfg"], task["dataset"], task["seed"]
     pool, test = seed_data(dataset, seed, cfg)
     val = val_set(dataset, cfg.n_val)
-    arms = arms_of(cfg, dataset)
-    view = seed_view(pool, arms, cfg, seed)
+    wanted = task.get("arms")
+    keep = (lambda arms: arms) if wanted is None else (lambda arms: [a for a in arms if a in wanted])
+    view = seed_view(pool, keep(arms_of(cfg, dataset)), cfg, seed)
     rows = encoder_gates(view, val, dataset, seed, cfg.ae_latent)
     for n in budgets_of(cfg, dataset):
-        for arm in arms:
+        for arm in keep(arms_at(cfg, dataset, n)):
             query = pool.subset(select_arm(view, arm, n, seed, cfg))
             encoder, method = parse_arm(arm)
-            rows += results.rows(dataset, arm, seed, query_scores(query, test, cfg.clf, seed, val), n_labelled=n,
-                                 encoder=encoder or "", method=method)
+            scores = query_scores(query, test, cfg.clf, seed, val if arm == BASELINE else None)
+            rows += results.rows(dataset, arm, seed, scores, n_labelled=n, encoder=encoder or "", method=method)
     return rows
+
+
+# --------------------------------------------------------------------------- choices on validation
+
+
+def tsne_weight_sweep(task: dict) -> list[dict]:
+    """One candidate of the t-SNE weight (task {"cfg", "dataset", "seed", "weight"}): the t-SNE-style encoder
+    trained with that weight on the seed's pool, and the 5-NN accuracy of its validation codes (a k-NN classifier
+    fitted on the pool's codes), as a tidy row (arm 'tsne', metric 'knn_accuracy', column tsne_weight). Validation
+    images only: no test image is read. The weight with the best accuracy is `best_tsne_weight`."""
+    cfg, dataset, seed, weight = task["cfg"], task["dataset"], task["seed"], float(task["weight"])
+    pool, _ = seed_data(dataset, seed, cfg)
+    val = val_set(dataset, cfg.n_val)
+    model = fit_encoder("tsne", pool.x, cfg.replace(tsne_weight=weight), seed)
+    acc = gates.knn_accuracy(encode_all(model, pool.x), pool.y, encode_all(model, val.x), val.y)
+    return results.rows(dataset, "tsne", seed, {"knn_accuracy": acc}, n_labelled=0, encoder="tsne",
+                        method="sweep", tsne_weight=weight)
+
+
+def sweep_tasks(cfg: Config) -> list[dict]:
+    """The t-SNE weight's candidates (TSNE_WEIGHTS) on the first dataset and seed."""
+    return [{"cfg": cfg, "dataset": cfg.datasets[0], "seed": cfg.seeds[0], "weight": float(w)}
+            for w in cfg.tsne_weights]
+
+
+def best_tsne_weight(sweep: pd.DataFrame) -> float:
+    """The candidate weight whose codes have the highest validation 5-NN accuracy (ties: the smaller weight)."""
+    acc = sweep[sweep["metric"] == "knn_accuracy"].groupby("tsne_weight")["value"].mean()
+    if acc.empty:
+        raise ValueError("The sweep holds no knn_accuracy rows.")
+    return float(acc[acc == acc.max()].index.min())
+
+
+# --------------------------------------------------------------------------- scale check
+
+SCALE = 4  # the scale check: this many times the encoders' budget (`scaled_encoders`)
+HEADLINE_ARMS = ("random", "stratified", "vae/clustered-normal", "conv/clustered-normal")  # its arms
+
+
+def scaled_encoders(cfg: Config) -> Config:
+    """The scale check's config: SCALE x the encoders' updates, everything else the same."""
+    return cfg.replace(ae_steps=SCALE * cfg.ae_steps)
+
+
+def scale_tasks(cfg: Config) -> list[dict]:
+    """The scale check's tasks: SCALE_SEEDS of every dataset at `scaled_encoders`, HEADLINE_ARMS at the smallest n."""
+    small = scaled_encoders(cfg)
+    small = small.replace(n_labelled={d: [min(budgets_of(cfg, d))] for d in cfg.datasets})
+    return [{"cfg": small, "dataset": d, "seed": s, "arms": HEADLINE_ARMS} for d in cfg.datasets
+            for s in cfg.scale_seeds]
 
 
 # --------------------------------------------------------------------------- convergence
@@ -458,11 +573,46 @@ def gates_at(instruments: pd.DataFrame, n: int) -> pd.DataFrame:
 
 def verdicts(results_: pd.DataFrame, claims, instruments: pd.DataFrame, metric="accuracy") -> pd.DataFrame:
     """`stats.compare` by dataset and budget n, each n with its own gates (`gates_at`), joined into one family
-    (`stats.one_family`). results_: rows with n_labelled > 0 are compared."""
+    (`stats.one_family`). results_: rows with n_labelled > 0 are compared; a budget without both arms of any claim
+    (BUDGET_ARMS) adds no rows."""
     runs = results_[results_["n_labelled"] > 0]
-    tables = [stats.compare(part, claims, metric=metric, by=["dataset", "n_labelled"],
-                            instruments=gates_at(instruments, int(n)))
-              for n, part in runs.groupby("n_labelled", sort=True)]
+    claims = [stats.as_claim(c) for c in claims]
+    tables = [stats.compare(part, [c for c in claims if {c.a, c.b} <= set(part["arm"])], metric=metric,
+                            by=["dataset", "n_labelled"], instruments=gates_at(instruments, int(n)))
+              for n, part in runs.groupby("n_labelled", sort=True)
+              if any({c.a, c.b} <= set(part["arm"]) for c in claims)]  # a budget whose arms make no claim: none
     if not tables:
         raise ValueError("No results with n_labelled > 0 to compare.")
     return stats.one_family(*tables)
+
+
+def single_run_reach(results_: pd.DataFrame, table: pd.DataFrame, metric: str = "accuracy",
+                     scale: float = 100.0) -> pd.DataFrame:
+    """How often one run of our setup shows the paper's single-run gap, for the rows of a `verdicts` table with a
+    paper number: `reach_share`, the share of seeds whose paired difference (points) lies at or beyond the paper's
+    gap on the claimed side (direction x d >= direction x paper), and `reach_normal`, the same under a normal
+    distribution with the differences' mean and sd, 1 - Phi((direction (paper - mean)) / sd). NaN without a paper
+    number, or (reach_normal) with zero spread. Tells 'the paper's single run is an optimistic draw' (a small but
+    real share) from 'the effect is absent' (about none). Returns `table` with the two columns."""
+    from scipy.stats import norm
+
+    part = results_[(results_["metric"] == metric) & (results_["n_labelled"] > 0)]
+    wide = part.pivot_table(index=["dataset", "n_labelled", "seed"], columns="arm", values="value", aggfunc="first")
+    share, normal = [], []
+    for _, r in table.iterrows():
+        paper_gap = pd.to_numeric(pd.Series([r.get("paper")]), errors="coerce").iloc[0]
+        a, _, b = str(r["comparison"]).partition(" − ")
+        key = (r["dataset"], r["n_labelled"])
+        if r.get("metric", metric) != metric or not np.isfinite(paper_gap) or key not in wide.index.droplevel(2) \
+                or a not in wide.columns or b not in wide.columns:
+            share.append(np.nan)
+            normal.append(np.nan)
+            continue
+        at = wide.loc[key]
+        d = ((at[a] - at[b]).dropna() * scale).to_numpy()
+        sign = float(r["direction"])
+        share.append(float(np.mean(sign * d >= sign * paper_gap)) if len(d) else np.nan)
+        sd = float(np.std(d, ddof=1)) if len(d) > 1 else np.nan
+        normal.append(float(1 - norm.cdf(sign * (paper_gap - d.mean()) / sd)) if sd > 0 else np.nan)
+    return table.assign(reach_share=share, reach_normal=normal)
+

@@ -1,0 +1,155 @@
+"""Notebook 03 (issue 19): arms per budget, the t-SNE weight chosen on validation codes, the scale check's tasks,
+how often one run reaches the paper's gap, and one seed end to end on a dataset the notebook was not written for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import norm
+from sklearn.neighbors import KNeighborsClassifier
+from test_query_selection import PARAMS, TINY, U, _split, toy  # noqa: F401  (toy: the fixture)
+
+from latentlab import data, gates, stats
+from latentlab.experiments import query_selection as qs
+from latentlab.models import autoencoder
+
+
+def test_budget_arms_restrict_the_arms_at_one_n_and_keep_the_order():
+    cfg = TINY.replace(budget_arms={30: ["vae/uniform", "random"]})
+    assert qs.arms_at(cfg, U, 20) == ["random", "vae/uniform"] and qs.arms_at(cfg, U, 30) == ["random", "vae/uniform"]
+    assert qs.arms_at(cfg, "mnist", 30) == ["random"]  # mnist's arms that BUDGET_ARMS[30] names
+    assert qs.arms_at(TINY.replace(budget_arms={"20": ["ae-error"]}), "mnist", 20) == ["ae-error"]  # YAML-string key
+    with pytest.raises(ValueError, match="Unknown arm"):
+        TINY.replace(budget_arms={20: ["vae/gmm"]})
+
+
+def test_run_seed_runs_only_the_arms_of_each_budget(toy):  # noqa: F811
+    cfg = TINY.replace(n_labelled={"mnist": [20, 30], U: [20]}, budget_arms={30: ["random"]})
+    rows, _ = _split(qs.run_seed({"cfg": cfg, "dataset": "mnist", "seed": 0}))
+    acc = rows[rows["metric"] == "accuracy"]
+    assert sorted(acc[acc["n_labelled"] == 20]["arm"]) == sorted(PARAMS["ARMS"])
+    assert acc[acc["n_labelled"] == 30]["arm"].tolist() == ["random"]
+
+
+def test_the_tsne_weight_is_none_until_chosen_and_the_sweep_picks_the_best_validation_codes(toy):  # noqa: F811
+    undecided = TINY.replace(tsne_weight=None)
+    with pytest.raises(ValueError, match="choose it on validation"):
+        qs.encoder_config("tsne", 150, undecided, 0)
+    with pytest.raises(ValueError, match="give candidates"):
+        TINY.replace(tsne_weight=None, tsne_weights=())
+    tasks = qs.sweep_tasks(undecided)
+    assert [t["weight"] for t in tasks] == [3.0, 10.0] and {t["dataset"] for t in tasks} == {"mnist"}
+    sweep = pd.DataFrame([r for t in tasks for r in qs.tsne_weight_sweep(t)])
+    assert sweep["tsne_weight"].tolist() == [3.0, 10.0] and (sweep["metric"] == "knn_accuracy").all()
+    # each value is sklearn's 5-NN accuracy of the validation codes of the encoder trained with that weight
+    pool, _ = qs.seed_data("mnist", 0, TINY)
+    val = qs.val_set("mnist", TINY.n_val)
+    model = qs.fit_encoder("tsne", pool.x, TINY.replace(tsne_weight=3.0), 0)  # cached: the sweep's own encoder
+    z, z_val = (autoencoder.encode_all(model, x).numpy() for x in (pool.x, val.x))
+    knn = KNeighborsClassifier(5).fit(z, pool.y.numpy()).score(z_val, val.y.numpy())
+    assert sweep.loc[sweep["tsne_weight"] == 3.0, "value"].item() == pytest.approx(knn)
+    by_hand = pd.DataFrame({"metric": "knn_accuracy", "tsne_weight": [1.0, 3.0, 10.0], "value": [0.5, 0.7, 0.7]})
+    assert qs.best_tsne_weight(by_hand) == 3.0  # ties: the smaller weight
+    assert qs.best_tsne_weight(by_hand.assign(value=[0.9, 0.7, 0.7])) == 1.0
+
+
+def test_the_scale_check_runs_the_headline_arms_at_four_times_the_encoders_on_scale_seeds(toy, monkeypatch):  # noqa: F811
+    cfg = TINY.replace(scale_seeds=(1, 2), dataset_arms={U: ["random", "vae/clustered-normal", "ae-error"]})
+    tasks = qs.scale_tasks(cfg)
+    assert [(t["dataset"], t["seed"]) for t in tasks] == [("mnist", 1), ("mnist", 2), (U, 1), (U, 2)]
+    big = tasks[0]["cfg"]
+    assert big.ae_steps == qs.SCALE * TINY.ae_steps and qs.budgets_of(big, U) == [20]  # the smallest n only
+    # SCALE x the updates (8 on 150 images in batches of 32: 2 epochs, against the notebook's 1)
+    assert qs.encoder_config("vae", 150, big, 1).epochs == autoencoder.epochs_for(qs.SCALE * TINY.ae_steps, 150, 32)
+    assert qs.encoder_config("vae", 150, big, 1).epochs == 2 * qs.encoder_config("vae", 150, cfg, 1).epochs
+    trained = []
+    real = autoencoder.train_autoencoder
+    monkeypatch.setattr(autoencoder, "train_autoencoder", lambda m, x, c, *a, **k: trained.append(c.kind) or
+                        real(m, x, c, *a, **k))
+    rows, inst = _split(qs.run_seed(tasks[2]))
+    assert set(rows["arm"]) == {"random", "vae/clustered-normal"}  # ae-error is no headline arm
+    assert trained == ["vae"] and set(inst["instrument"]) == {"vae-2d", "pca-2d"}
+    assert qs.scale_tasks(TINY) == []  # SCALE_SEEDS [] at the default: no task
+
+
+def _two_arms(diffs: list[float], n: int = 100) -> pd.DataFrame:
+    """Random at 0.80 and an arm at 0.80 + d / 100 on seed i (d in points)."""
+    rows = []
+    for s, d in enumerate(diffs):
+        rows += [{"dataset": "mnist", "arm": "random", "seed": s, "metric": "accuracy", "value": 0.80,
+                  "n_labelled": n},
+                 {"dataset": "mnist", "arm": "vae/normal", "seed": s, "metric": "accuracy", "value": 0.80 + d / 100,
+                  "n_labelled": n}]
+    return pd.DataFrame(rows)
+
+
+def test_single_run_reach_counts_seeds_at_or_beyond_the_papers_gap_and_its_normal_approximation():
+    diffs = [1.0, 3.0, 5.0, 9.0]
+    runs = _two_arms(diffs)
+    for paper_gap, sign in ((4.0, 1), (-2.0, -1)):
+        claim = stats.Claim("vae/normal", "random", {("mnist", 100): paper_gap})
+        table = qs.single_run_reach(runs, qs.verdicts(runs, [claim], gates.table([])))
+        d = np.array(diffs)
+        assert table["reach_share"].item() == pytest.approx(np.mean(sign * d >= sign * paper_gap))
+        expected = 1 - norm.cdf(sign * (paper_gap - d.mean()) / d.std(ddof=1))
+        assert table["reach_normal"].item() == pytest.approx(expected)
+    assert table["reach_share"].item() == 0.0  # no seed is 2 points below Random
+    no_number = qs.single_run_reach(runs, qs.verdicts(runs, [stats.Claim("vae/normal", "random")], gates.table([])))
+    assert no_number["reach_share"].isna().all() and no_number["reach_normal"].isna().all()
+
+
+def _toy_binary(split: str) -> data.Dataset:
+    """A two-class dataset under another name (breastmnist): class 1 images carry a bright square."""
+    g = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split])
+    y = torch.tensor([0, 1] * (100 if split == "train" else 20))
+    x = 0.1 * torch.rand(len(y), 1, 28, 28, generator=g)
+    x[y == 1, :, 8:20, 8:20] += 0.7
+    return data.Dataset(x.clamp(0, 1), y, data.DatasetInfo("breastmnist", "binary-class", 1, ["normal", "tumour"]))
+
+
+def test_one_seed_runs_end_to_end_on_a_dataset_the_notebook_was_not_written_for(monkeypatch, tmp_path):
+    """Another dataset of the loader (two classes, another name) through the notebook's path: the sweep, the grid
+    task, the convergence task and the gates, the verdicts with the paper's claims (no paper number there) and the
+    single-run reach; no KeyError for 'mnist'."""
+    monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(data, "load_cached", lambda name, split="train", size=28: _toy_binary(split))
+    qs.training_split.cache_clear()
+    cfg = qs.Config.from_parameters(PARAMS | {
+        "DATASETS": ["breastmnist"], "SEEDS": [0, 1, 2], "N_LABELLED": [20, 30], "DATASET_ARMS": {},
+        "ARMS": ["random", "stratified", "ae-error", "vae/clustered-normal", "tsne/normal", "conv16/typiclust"],
+        "BUDGET_ARMS": {30: ["random", "stratified"]}, "POOL_SIZE": 120, "N_VAL": 30, "TSNE_WEIGHT": None})
+    sweep = pd.DataFrame([r for t in qs.sweep_tasks(cfg) for r in qs.tsne_weight_sweep(t)])
+    cfg = cfg.replace(tsne_weight=qs.best_tsne_weight(sweep))
+    rows = [r for t in qs.doubled_tasks(cfg) + [{"cfg": cfg, "dataset": "breastmnist", "seed": s} for s in cfg.seeds]
+            for r in qs.run_seed(t)]
+    results, inst = _split(rows)
+    inst = gates.table(inst, qs.convergence_gates(results, inst))
+    assert set(results["dataset"]) == {"breastmnist"} and set(results["seed"]) == {0, 1, 2}
+    strat = results[(results["arm"] == "stratified") & (results["metric"] == "balance")]["value"]
+    assert strat.to_numpy() == pytest.approx(1.0)  # 10 and 15 of each class
+    assert {"vae-2d", "tsne-2d", "ae-16d", "ae-2d", "classifier"} <= set(inst["instrument"])
+    from latentlab.papers import query_selection as paper
+    runs = results[results["n_labelled"] > 0]
+    verdicts = qs.single_run_reach(runs, qs.verdicts(runs, paper.CLAIMS, inst))
+    # n = 30 runs Random and the stratified reference only: no method claim there, the reference at both n
+    assert set(verdicts["n_labelled"]) == {20} and verdicts["paper"].isna().all()
+    assert set(qs.verdicts(runs, paper.REFERENCE, inst)["n_labelled"]) == {20, 30}
+    assert verdicts["reach_share"].isna().all()  # no paper number outside Table 1's datasets
+    assert paper.table1(results).empty
+    qs.training_split.cache_clear()
+
+
+def test_the_walk_through_encoders_train_once_per_dataset_and_encoder_and_the_view_loads_them(toy, monkeypatch):  # noqa: F811
+    tasks = qs.encoder_tasks(TINY, 0)
+    assert [(t["dataset"], t["encoder"]) for t in tasks] == [("mnist", "conv"), ("mnist", "conv16"), ("mnist", "tsne"),
+                                                             ("mnist", "vae"), (U, "vae")]
+    for t in tasks:
+        assert qs.train_encoder(t) == []
+    trained = []
+    real = autoencoder.train_autoencoder
+    monkeypatch.setattr(autoencoder, "train_autoencoder", lambda *a, **k: trained.append(1) or real(*a, **k))
+    pool, _ = qs.seed_data("mnist", 0, TINY)
+    view = qs.seed_view(pool, qs.arms_of(TINY, "mnist"), TINY, 0)
+    assert trained == [] and sorted(view.models) == ["conv", "conv16", "tsne", "vae"]  # all from the cache
