@@ -282,7 +282,8 @@ def test_autoencoder_tasks_share_one_autoencoder_per_dataset_and_seed():
 def test_the_config_is_the_notebooks_parameters_cell():
     cfg = _notebook_cfg()
     assert cfg.clf.arch == "cnn" and cfg.oracle.max_images is None  # the values the code used before they were fields
-    assert cfg.clf.steps == 120 and cfg.arms == tsynd.ARMS and cfg.arms[-1] == tsynd.MATCHED
+    assert cfg.clf.steps == 240 and cfg.attack_images == 200
+    assert cfg.arms == tsynd.ARMS and cfg.arms[-1] == tsynd.MATCHED
 
 
 def _tiny(n: int = 40, seed: int = 0) -> data.Dataset:
@@ -349,7 +350,7 @@ def test_run_seed_returns_gate_rows_and_kept_checks(mirror, tmp_path, monkeypatc
                       ae_steps=5, ae_width=4, clf=cfg.clf.replace(width=4, steps=8, min_epochs=8, batch=64,
                                                                   val_checks=6),
                       start_fraction=0.5, ascent_steps=1, mc_samples=2, max_synthetic=16, regenerations=2,
-                      pgd_steps=1, attack_levels=(2.0, 8.0))
+                      pgd_steps=1, attack_levels=(2.0, 8.0), attack_images=40)
     res, inst = grid.tables(tsynd.run_seed, tsynd.seed_tasks(cfg, {"breastmnist@10%": 0.1}), workers=1)
     wide = res.pivot_table(index="arm", columns="metric", values="value").loc[list(cfg.arms)]
     synthetic = ["recon-only", "tsynd-mi"]
@@ -362,6 +363,10 @@ def test_run_seed_returns_gate_rows_and_kept_checks(mirror, tmp_path, monkeypatc
     assert wide.loc["recon-only", "updates"] == n_syn > wide.loc["baseline", "updates"]
     assert n_syn <= wide.loc["baseline+updates", "updates"] < n_syn + wide.loc["baseline", "updates"] / 8
     assert {"recall_0", "recall_1", "accuracy_pgd@2", "accuracy_pgd@8", "robust_images"} <= set(wide.columns)
+    # robustness on the right ones of 40 fixed test images (of 156), clean accuracy on all: a multiple of 1/156
+    robust = wide["robust_images"].dropna()  # a constant predictor has none (NaN)
+    assert len(robust) >= 2 and (robust <= 40).all() and (robust > 0).all()
+    assert np.allclose((wide["accuracy"] * 156).round(), wide["accuracy"] * 156)
     assert list(inst.columns) == gates.COLUMNS and set(inst["dataset"]) == {"breastmnist@10%"}
     assert inst["check"].tolist() == ["oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse",
                                       "recon_mse", "kept_minus_synthesis_start_epoch",

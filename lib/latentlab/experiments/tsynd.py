@@ -84,6 +84,7 @@ class Config(Params):
     eps_seeds: tuple[int, ...]  # the seeds whose autoencoder and baseline drive the eps sweep (the first: the walk)
     walk_dataset: str
     attack_levels: tuple[float, ...]  # the L-inf budgets of the FGSM / PGD sweep, grey levels (of 255)
+    attack_images: int | None   # the fixed test images robustness is measured on (None: the whole test split)
     pgd_steps: int
     rotation: float             # degrees
     noise_std: float
@@ -302,16 +303,19 @@ def label_flips(judge: nn.Module, x_syn: torch.Tensor, x_ref: torch.Tensor, y: t
 
 
 def evaluate_all(cfg: Config, model: nn.Module, test: data.Dataset) -> dict[str, float]:
-    """Clean metrics (accuracy, AUC, balanced accuracy, recall of each class `recall_<k>`), and robustness on the
-    images the model classifies correctly (`latentlab.perturb.robustness`: test-time perturbations, FGSM and PGD
-    over the ATTACK_LEVELS sweep). A constant predictor (one class for every test image) gets no robustness
-    values (NaN): its "robustness" is the share of one class, and paired claims drop its seed."""
+    """Clean metrics on the whole test split (accuracy, AUC, balanced accuracy, recall of each class
+    `recall_<k>`), and robustness on those of ATTACK_IMAGES fixed test images (`data.fixed_subset`: the same for
+    every seed and arm) that the model classifies correctly (`latentlab.perturb.robustness`: test-time
+    perturbations, FGSM and PGD over the ATTACK_LEVELS sweep). A constant predictor (one class for every test
+    image) gets no robustness values (NaN): its "robustness" is the share of one class, and paired claims drop its
+    seed."""
     probs = predict_proba(model, test.x, task=test.info.task)
     out = classification_metrics(test.y, probs, test.info.task)
     keep = ("accuracy", "auc", "balanced_accuracy", "single_class")
     pred, y = probs.argmax(1).cpu(), test.y.cpu()
     recall = {f"recall_{k}": float((pred[y == k] == k).float().mean()) for k in range(test.n_classes)}
-    rob = robustness(model, test.x, test.y, attack_eps=[level / 255 for level in cfg.attack_levels],
+    held = data.fixed_subset(test, cfg.attack_images)
+    rob = robustness(model, held.x, held.y, attack_eps=[level / 255 for level in cfg.attack_levels],
                      pgd_steps=cfg.pgd_steps, perturbations=standard_perturbations(cfg.rotation, cfg.noise_std))
     if out["single_class"]:
         rob = {k: float("nan") for k in rob}
