@@ -411,16 +411,22 @@ def _runs(values: dict, metric: str = "val_accuracy", arm: str = "baseline") -> 
 
 
 def test_convergence_gates_compare_2x_with_the_seed_spread():
-    results = _runs({"a@1%": [0.80, 0.84, 0.82], "b@1%": [0.70, 0.70, 0.70]})
-    more = _runs({"a@1%": [0.815], "b@1%": [0.72]}, metric="val_accuracy_2x")
-    inst = gates.table(tsynd.convergence_gates(results, more)).set_index(["dataset", "check"])
+    results = _runs({"a@1%": [0.80, 0.84, 0.82], "b@1%": [0.70, 0.70, 0.70]}, metric="val_auc")
+    more = _runs({"a@1%": [0.815], "b@1%": [0.72]}, metric="val_auc_2x")
+    inst = gates.table(tsynd.convergence_gates(results, more, monitor="auc")).set_index(["dataset", "check"])
     # a: |0.815 - 0.80| = 0.015 < max(0.01, sd 0.02); b: 0.02 is not below max(0.01, sd 0)
-    assert inst.loc[("a@1%", "val_accuracy_change"), ["value", "threshold", "passed"]].tolist() == pytest.approx(
+    assert inst.loc[("a@1%", "val_auc_change"), ["value", "threshold", "passed"]].tolist() == pytest.approx(
         [0.015, 0.02, True])
-    assert inst.loc[("b@1%", "val_accuracy_change"), ["threshold", "passed"]].tolist() == pytest.approx([0.01, False])
-    assert set(inst["instrument"]) == {"classifier"} and inst.loc[("b@1%", "val_accuracy_2x"), "value"] == 0.72
-    with pytest.raises(ValueError, match="val_accuracy_2x"):
+    assert inst.loc[("b@1%", "val_auc_change"), ["threshold", "passed"]].tolist() == pytest.approx([0.01, False])
+    assert set(inst["instrument"]) == {"classifier"} and inst.loc[("b@1%", "val_auc_2x"), "value"] == 0.72
+    # the gate reads the monitored metric only: accuracy rows of the same runs do not count
+    acc = _runs({"a@1%": [0.5, 0.5, 0.5], "b@1%": [0.5, 0.5, 0.5]})
+    assert gates.table(tsynd.convergence_gates(pd.concat([results, acc]), more))["passed"].tolist() == [
+        True, True, True, True, True, False]
+    with pytest.raises(ValueError, match="val_auc_2x"):
         tsynd.convergence_gates(results, results)
+    with pytest.raises(ValueError, match="val_accuracy_2x"):
+        tsynd.convergence_gates(results, more, monitor="accuracy")
 
 
 def _family(seeds: int = 5) -> pd.DataFrame:
