@@ -282,7 +282,8 @@ def test_autoencoder_tasks_share_one_autoencoder_per_dataset_and_seed():
 def test_the_config_is_the_notebooks_parameters_cell():
     cfg = _notebook_cfg()
     assert cfg.clf.arch == "cnn" and cfg.oracle.max_images is None  # the values the code used before they were fields
-    assert cfg.clf.steps == 120 and cfg.arms == tsynd.ARMS and cfg.arms[-1] == tsynd.MATCHED
+    assert cfg.clf.steps == 240 and cfg.attack_images == 200
+    assert cfg.arms == tsynd.ARMS and cfg.arms[-1] == tsynd.MATCHED
 
 
 def _tiny(n: int = 40, seed: int = 0) -> data.Dataset:
@@ -349,7 +350,7 @@ def test_run_seed_returns_gate_rows_and_kept_checks(mirror, tmp_path, monkeypatc
                       ae_steps=5, ae_width=4, clf=cfg.clf.replace(width=4, steps=8, min_epochs=8, batch=64,
                                                                   val_checks=6),
                       start_fraction=0.5, ascent_steps=1, mc_samples=2, max_synthetic=16, regenerations=2,
-                      pgd_steps=1, attack_levels=(2.0, 8.0))
+                      pgd_steps=1, attack_levels=(2.0, 8.0), attack_images=40)
     res, inst = grid.tables(tsynd.run_seed, tsynd.seed_tasks(cfg, {"breastmnist@10%": 0.1}), workers=1)
     wide = res.pivot_table(index="arm", columns="metric", values="value").loc[list(cfg.arms)]
     synthetic = ["recon-only", "tsynd-mi"]
@@ -362,6 +363,10 @@ def test_run_seed_returns_gate_rows_and_kept_checks(mirror, tmp_path, monkeypatc
     assert wide.loc["recon-only", "updates"] == n_syn > wide.loc["baseline", "updates"]
     assert n_syn <= wide.loc["baseline+updates", "updates"] < n_syn + wide.loc["baseline", "updates"] / 8
     assert {"recall_0", "recall_1", "accuracy_pgd@2", "accuracy_pgd@8", "robust_images"} <= set(wide.columns)
+    # robustness on the right ones of 40 fixed test images (of 156), clean accuracy on all: a multiple of 1/156
+    robust = wide["robust_images"].dropna()  # a constant predictor has none (NaN)
+    assert len(robust) >= 2 and (robust <= 40).all() and (robust > 0).all()
+    assert np.allclose((wide["accuracy"] * 156).round(), wide["accuracy"] * 156)
     assert list(inst.columns) == gates.COLUMNS and set(inst["dataset"]) == {"breastmnist@10%"}
     assert inst["check"].tolist() == ["oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse",
                                       "recon_mse", "kept_minus_synthesis_start_epoch",
@@ -406,16 +411,22 @@ def _runs(values: dict, metric: str = "val_accuracy", arm: str = "baseline") -> 
 
 
 def test_convergence_gates_compare_2x_with_the_seed_spread():
-    results = _runs({"a@1%": [0.80, 0.84, 0.82], "b@1%": [0.70, 0.70, 0.70]})
-    more = _runs({"a@1%": [0.815], "b@1%": [0.72]}, metric="val_accuracy_2x")
-    inst = gates.table(tsynd.convergence_gates(results, more)).set_index(["dataset", "check"])
+    results = _runs({"a@1%": [0.80, 0.84, 0.82], "b@1%": [0.70, 0.70, 0.70]}, metric="val_auc")
+    more = _runs({"a@1%": [0.815], "b@1%": [0.72]}, metric="val_auc_2x")
+    inst = gates.table(tsynd.convergence_gates(results, more, monitor="auc")).set_index(["dataset", "check"])
     # a: |0.815 - 0.80| = 0.015 < max(0.01, sd 0.02); b: 0.02 is not below max(0.01, sd 0)
-    assert inst.loc[("a@1%", "val_accuracy_change"), ["value", "threshold", "passed"]].tolist() == pytest.approx(
+    assert inst.loc[("a@1%", "val_auc_change"), ["value", "threshold", "passed"]].tolist() == pytest.approx(
         [0.015, 0.02, True])
-    assert inst.loc[("b@1%", "val_accuracy_change"), ["threshold", "passed"]].tolist() == pytest.approx([0.01, False])
-    assert set(inst["instrument"]) == {"classifier"} and inst.loc[("b@1%", "val_accuracy_2x"), "value"] == 0.72
-    with pytest.raises(ValueError, match="val_accuracy_2x"):
+    assert inst.loc[("b@1%", "val_auc_change"), ["threshold", "passed"]].tolist() == pytest.approx([0.01, False])
+    assert set(inst["instrument"]) == {"classifier"} and inst.loc[("b@1%", "val_auc_2x"), "value"] == 0.72
+    # the gate reads the monitored metric only: accuracy rows of the same runs do not count
+    acc = _runs({"a@1%": [0.5, 0.5, 0.5], "b@1%": [0.5, 0.5, 0.5]})
+    assert gates.table(tsynd.convergence_gates(pd.concat([results, acc]), more))["passed"].tolist() == [
+        True, True, True, True, True, False]
+    with pytest.raises(ValueError, match="val_auc_2x"):
         tsynd.convergence_gates(results, results)
+    with pytest.raises(ValueError, match="val_accuracy_2x"):
+        tsynd.convergence_gates(results, more, monitor="accuracy")
 
 
 def _family(seeds: int = 5) -> pd.DataFrame:

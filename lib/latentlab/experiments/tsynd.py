@@ -20,8 +20,8 @@ Instruments (`latentlab.gates`; `run_seed` returns their rows beside its results
   on (`train.Hooks(validate_from=...)`), so it can never keep a model trained on real images alone
   (`kept_minus_synthesis_start_epoch` >= 0); the baseline and the classifier synthesis starts from must have learnt
   (validation balanced accuracy >= LEARNS). The convergence gate retrains the first seed's baseline at 2x the
-  updates (`baseline_2x`, one task per setting) and `convergence_gates` compares the two validation accuracies
-  (`gates.converged_gate`, tol 0.01 or the seed sd).
+  updates (`baseline_2x`, one task per setting) and `convergence_gates` compares the two kept models on the
+  validation metric that picks them (CLF_MONITOR; `gates.converged_gate`, tol 0.01 or the seed sd).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ class Config(Params):
     eps_seeds: tuple[int, ...]  # the seeds whose autoencoder and baseline drive the eps sweep (the first: the walk)
     walk_dataset: str
     attack_levels: tuple[float, ...]  # the L-inf budgets of the FGSM / PGD sweep, grey levels (of 255)
+    attack_images: int | None   # the fixed test images robustness is measured on (None: the whole test split)
     pgd_steps: int
     rotation: float             # degrees
     noise_std: float
@@ -302,16 +303,19 @@ def label_flips(judge: nn.Module, x_syn: torch.Tensor, x_ref: torch.Tensor, y: t
 
 
 def evaluate_all(cfg: Config, model: nn.Module, test: data.Dataset) -> dict[str, float]:
-    """Clean metrics (accuracy, AUC, balanced accuracy, recall of each class `recall_<k>`), and robustness on the
-    images the model classifies correctly (`latentlab.perturb.robustness`: test-time perturbations, FGSM and PGD
-    over the ATTACK_LEVELS sweep). A constant predictor (one class for every test image) gets no robustness
-    values (NaN): its "robustness" is the share of one class, and paired claims drop its seed."""
+    """Clean metrics on the whole test split (accuracy, AUC, balanced accuracy, recall of each class
+    `recall_<k>`), and robustness on those of ATTACK_IMAGES fixed test images (`data.fixed_subset`: the same for
+    every seed and arm) that the model classifies correctly (`latentlab.perturb.robustness`: test-time
+    perturbations, FGSM and PGD over the ATTACK_LEVELS sweep). A constant predictor (one class for every test
+    image) gets no robustness values (NaN): its "robustness" is the share of one class, and paired claims drop its
+    seed."""
     probs = predict_proba(model, test.x, task=test.info.task)
     out = classification_metrics(test.y, probs, test.info.task)
     keep = ("accuracy", "auc", "balanced_accuracy", "single_class")
     pred, y = probs.argmax(1).cpu(), test.y.cpu()
     recall = {f"recall_{k}": float((pred[y == k] == k).float().mean()) for k in range(test.n_classes)}
-    rob = robustness(model, test.x, test.y, attack_eps=[level / 255 for level in cfg.attack_levels],
+    held = data.fixed_subset(test, cfg.attack_images)
+    rob = robustness(model, held.x, held.y, attack_eps=[level / 255 for level in cfg.attack_levels],
                      pgd_steps=cfg.pgd_steps, perturbations=standard_perturbations(cfg.rotation, cfg.noise_std))
     if out["single_class"]:
         rob = {k: float("nan") for k in rob}
@@ -419,22 +423,27 @@ def convergence_tasks(cfg: Config) -> list[dict]:
 
 def baseline_2x(task: dict) -> list[dict]:
     """Grid task: the setting's baseline of task['seed'] retrained at 2x its budget (`ClfConfig.scaled(2)`); result
-    rows (arm "baseline") `val_accuracy_2x`, `val_auc_2x` and `best_epoch_2x` of the kept model."""
+    rows (arm "baseline") `kept_epoch_2x`, `val_accuracy_2x`, `val_balanced_accuracy_2x`, `val_auc_2x` and
+    `updates_2x` of the kept model."""
     cfg, d = task["cfg"], seed_data(task["dataset"], task["seed"])
     fitted = fit_classifier(d.labelled, d.val, cfg.clf.scaled(2), d.seed)
     return results.rows(d.entry, "baseline", d.seed, {f"{k}_2x": v for k, v in kept_check(fitted).items()})
 
 
-def convergence_gates(results_df: pd.DataFrame, more: pd.DataFrame, tol: float = 0.01) -> list[dict]:
-    """The "classifier" convergence gate per setting (`gates.classifier_convergence`; a setting is a dataset entry):
-    the baseline's validation accuracy at the budget used (`results_df`, run_seed's rows) against the same seed at
-    2x (`more`, baseline_2x's rows), passing when they differ by less than max(tol, the sd over seeds of the
-    baseline's validation accuracy)."""
-    twice = more[more["metric"] == "val_accuracy_2x"]
+def convergence_gates(results_df: pd.DataFrame, more: pd.DataFrame, monitor: str = "auc",
+                      tol: float = 0.01) -> list[dict]:
+    """The "classifier" convergence gate per setting (`gates.classifier_convergence`; a setting is a dataset entry)
+    on the validation metric that picks the kept model (`monitor`, CLF_MONITOR: checks `val_<monitor>[_2x|_change]`):
+    the baseline's value at the budget used (`results_df`, run_seed's rows) against the same seed at 2x (`more`,
+    baseline_2x's rows), passing when they differ by less than max(tol, the sd over seeds of the baseline's value).
+    Converged means more updates would not pick a better model by the criterion that picks it; threshold metrics of
+    the kept model (accuracy, balanced accuracy) can still move with the budget: baseline_2x reports them too."""
+    metric = f"val_{monitor}"
+    twice = more[more["metric"] == f"{metric}_2x"]
     if twice.empty:
-        raise ValueError("`more` holds no val_accuracy_2x rows (from baseline_2x).")
+        raise ValueError(f"`more` holds no {metric}_2x rows (from baseline_2x).")
     base = results_df[results_df["arm"] == "baseline"]
-    return gates.classifier_convergence(base, twice.assign(metric="val_accuracy"), setting=None, tol=tol)
+    return gates.classifier_convergence(base, twice.assign(metric=metric), metric=metric, setting=None, tol=tol)
 
 
 # --------------------------------------------------------------------------- choosing eps by the label-flip rate
