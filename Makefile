@@ -15,9 +15,10 @@ ifneq ($(WORKERS),)
 export LATENTLAB_WORKERS := $(WORKERS)
 endif
 
-.PHONY: help env test unit smoke figures readme lab lint bench bench-train clean
+.PHONY: help env test unit smoke run figures readme lab lint bench bench-train clean
 
 help:
+	@echo "make run NB='01*' PROFILE=smoke|classroom|default|paper  execute a copy into build/<profile>/ (tree untouched)"
 	@echo "make figures [PROFILE=default|paper] [NB='01*'] [WORKERS=N]  run notebooks in place, write figures/"
 	@echo "make test                                         unit tests + every notebook at smoke size (nbval)"
 	@echo "make lab [LAB_ARGS='--allow-root --no-browser --port 8888']  JupyterLab on notebooks/"
@@ -44,6 +45,10 @@ smoke: env
 	$(BIN)/python -m latentlab.runner smoke --nb '$(NB)'
 	LATENTLAB_FIGURES=$(CURDIR)/build/smoke/figures $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=1200 build/smoke
+
+# An executed copy at any profile in build/<profile>/: notebook, figures/<stem>/ (results, ledger, MANIFEST.json).
+run: env
+	$(BIN)/python -m latentlab.runner run --profile $(PROFILE) --nb '$(NB)'
 
 figures: env
 	$(BIN)/python -m latentlab.runner figures --profile $(PROFILE) --nb '$(NB)'

@@ -46,3 +46,15 @@ def writable_mirror(mirror: Path, tmp_path_factory) -> Path:
     for p in dst.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
     return dst
+
+
+@pytest.fixture(autouse=True)
+def _profile_restored(monkeypatch):
+    """`config.announce` (called by every Config.from_notebook) records the profile in $LATENTLAB_PROFILE and, at
+    smoke, adds a matplotlib figure hook: neither may leak from one test into the next."""
+    import matplotlib
+
+    monkeypatch.delenv("LATENTLAB_PROFILE", raising=False)
+    hooks = list(matplotlib.rcParams["figure.hooks"])
+    yield
+    matplotlib.rcParams["figure.hooks"] = hooks

@@ -100,6 +100,7 @@ class Params:
         if profile:
             print(f"profile {profile!r}: {len(changed)} parameters from configs/{profile}.yaml "
                   f"({', '.join(changed) or 'none'})")
+        announce(profile)
         missing = [k for k in cls.parameter_names() if k not in namespace]
         if missing:
             raise ValueError(f"{cls.__qualname__}: the parameters cell lacks {missing}. "
@@ -183,3 +184,35 @@ def apply_profile(namespace: dict, profile: str | None, notebook: str | None, va
                          f"Valid parameters: {', '.join(valid)}.")
     namespace.update(changes)
     return list(changes)
+
+
+# --------------------------------------------------------------------------- which profile made the outputs
+
+SMOKE_BANNER = ("SMOKE PROFILE: CI-sized run (a few training steps, tiny data). Its models are not trained, its "
+                "figures show noise and its numbers mean nothing; the prose describes the default profile. Every "
+                "figure title says SMOKE.")
+
+
+def current_profile() -> str:
+    """The profile the running notebook was set to ($LATENTLAB_PROFILE, set by `announce` and by the runner)."""
+    return os.environ.get("LATENTLAB_PROFILE") or "default"
+
+
+def announce(profile: str | None) -> None:
+    """Record the notebook's profile for the library (figure titles, manifests) and, at the smoke profile, show a
+    banner and mark every figure pyplot makes from now on (matplotlib's `figure.hooks`)."""
+    os.environ["LATENTLAB_PROFILE"] = profile or "default"
+    if profile != "smoke":
+        return
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"> **{SMOKE_BANNER}**"))
+    except ImportError:  # pragma: no cover (IPython ships with the notebooks' kernel)
+        pass
+    print(SMOKE_BANNER)
+    import matplotlib
+
+    hook = "latentlab.plotting:smoke_hook"
+    if hook not in matplotlib.rcParams["figure.hooks"]:
+        matplotlib.rcParams["figure.hooks"] = [*matplotlib.rcParams["figure.hooks"], hook]

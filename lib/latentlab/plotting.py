@@ -41,8 +41,38 @@ def figure_dir(notebook: str) -> Path:
     return path
 
 
+SMOKE = "SMOKE"  # the word every smoke-profile figure carries
+
+
+def mark_smoke(fig: plt.Figure) -> plt.Figure:
+    """Label a figure made at the smoke profile: a red stamp at its top (pyplot calls this on every new figure once
+    `config.announce("smoke")` ran) and, when it is saved, "SMOKE · " before each title. Idempotent."""
+    if not any(t.get_gid() == "latentlab-smoke" for t in fig.texts):
+        fig.text(0.0, 1.0, f"{SMOKE} profile: CI-sized run, not results", color="tab:red", fontsize="small",
+                 fontweight="bold", ha="left", va="bottom", gid="latentlab-smoke")
+    titles = [ax.title for ax in fig.axes] + ([fig._suptitle] if fig._suptitle is not None else [])
+    for t in titles:
+        if t.get_text() and not t.get_text().startswith(SMOKE):
+            t.set_text(f"{SMOKE} · {t.get_text()}")
+    return fig
+
+
+def smoke_hook(fig: plt.Figure) -> None:
+    """matplotlib's `figure.hooks` entry `config.announce("smoke")` installs: marks new figures while the profile is
+    smoke."""
+    from latentlab.config import current_profile
+
+    if current_profile() == "smoke":
+        mark_smoke(fig)
+
+
 def savefig(fig: plt.Figure, name: str, notebook: str) -> list[Path]:
-    """Write fig as <figures>/<notebook>/<name>.png and .pdf (no timestamps, so re-runs diff cleanly)."""
+    """Write fig as <figures>/<notebook>/<name>.png and .pdf (no timestamps, so re-runs diff cleanly). At the smoke
+    profile (`config.current_profile()`) the figure is marked SMOKE first (`mark_smoke`)."""
+    from latentlab.config import current_profile
+
+    if current_profile() == "smoke":
+        mark_smoke(fig)
     base = figure_dir(notebook) / name
     paths = [base.with_suffix(".png"), base.with_suffix(".pdf")]
     fig.savefig(paths[0], metadata={"Software": None})

@@ -6,29 +6,39 @@ call (`Config.from_notebook(globals())`) applies the file, exactly as a student 
 - figures: execute notebooks/<stem>.ipynb in place (papermill), so the committed notebook carries the
   outputs of that profile, and write figures/ (the only command that does); papermill's timing metadata is dropped
   to keep diffs small.
-- smoke: write parameterised copies to build/smoke/ for nbval to execute (`make test`).
+- run: execute a copy at a profile into build/<profile>/ (notebook, and figures/<stem>/ with its results, ledger
+  and MANIFEST.json); the tracked notebooks and figures/ are never touched (`make run`).
+- smoke: write parameterised copies, outputs cleared, to build/smoke/ for nbval to execute (`make test`).
 - bench: wall time of each notebook at smoke and default profile into build/bench.csv.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import fnmatch
+import json
 import os
+import platform
+import re
+import resource
+import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import nbformat
 import papermill as pm
 import yaml
 
-from latentlab.config import CONFIGS, REPO, profiles
+from latentlab.config import CONFIGS, REPO, overrides, profiles
 
 NOTEBOOKS = REPO / "notebooks"
 BUILD = REPO / "build"
 FIGURES = REPO / "figures"
+PYPROJECT = REPO / "pyproject.toml"  # the packages whose versions a manifest records
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}  # what ipykernel writes
 
 
@@ -82,18 +92,80 @@ def _drop_injected(path: Path) -> None:
         nbformat.write(nb, path)
 
 
+LAST_RUN: dict = {}  # wall and CPU seconds of the latest `execute` (the manifest reads them)
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes (the kernel and the workers it waited for)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def execute(src: Path, dst: Path, profile: str) -> float:
-    """Execute src at a profile into dst; return the wall time in seconds."""
+    """Execute src at a profile into dst; return the wall time in seconds (CPU seconds in LAST_RUN)."""
     params = injected(profile)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src == dst:
         _drop_injected(src)
-    start = time.perf_counter()
+    os.environ["LATENTLAB_PROFILE"] = profile  # the kernel inherits it (figure titles, before its first cell runs)
+    start, cpu = time.perf_counter(), _children_cpu()
     pm.execute_notebook(str(src), str(dst), parameters=params, cwd=str(NOTEBOOKS), kernel_name="python3",
                         progress_bar=False, log_output=False, request_save_on_cell_execute=False)
     seconds = time.perf_counter() - start
+    LAST_RUN.update(wall_s=round(seconds, 1), cpu_s=round(_children_cpu() - cpu, 1))
     _strip(dst, profile, params)
     return seconds
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def parameters_of(nb: Path, profile: str) -> dict:
+    """The values a notebook runs with at a profile: its parameters cell (literals), then configs/<profile>.yaml."""
+    cell = next(c for c in nbformat.read(nb, as_version=4).cells
+                if c.cell_type == "code" and "parameters" in c.metadata.get("tags", []))
+    values = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse(cell.source).body
+              if isinstance(n, ast.Assign)}
+    values.pop("PROFILE", None)
+    return values | overrides(profile, nb.stem)
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of python, latentlab and every package pyproject.toml names (dev extras included)."""
+    import tomllib
+
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    names = [re.split(r"[<>=!~\[ ;]", s, maxsplit=1)[0] for s in
+             project["dependencies"] + sum(project.get("optional-dependencies", {}).values(), [])]
+    out = {"python": platform.python_version()}
+    for name in ["latentlab", *names]:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def write_manifest(nb: Path, profile: str, folder: Path, timing: dict) -> Path:
+    """MANIFEST.json beside a notebook's figures: commit (and whether the tree had changes), profile, parameters,
+    package versions, wall and CPU seconds, platform."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    manifest = {"notebook": nb.name, "profile": profile, "commit": _git("rev-parse", "HEAD"),
+                "dirty": None if status is None else bool(status), "parameters": parameters_of(nb, profile),
+                "wall_s": timing.get("wall_s"), "cpu_s": timing.get("cpu_s"),
+                "workers": os.environ.get("LATENTLAB_WORKERS"), "cores": os.cpu_count(),
+                "platform": platform.platform(), "packages": package_versions()}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "MANIFEST.json"
+    path.write_text(json.dumps(manifest, indent=1, sort_keys=False, default=str) + "\n")
+    return path
 
 
 def figures(profile: str, pattern: str, out: Path | None = None) -> None:
@@ -102,7 +174,25 @@ def figures(profile: str, pattern: str, out: Path | None = None) -> None:
     for nb in notebooks(pattern):
         print(f"[{profile}] {nb.name} ...", flush=True)
         seconds = execute(nb, (out / nb.name) if out else nb, profile)
+        write_manifest(nb, profile, FIGURES / nb.stem, LAST_RUN)
         print(f"[{profile}] {nb.name} done in {seconds:.0f} s", flush=True)
+
+
+def run(profile: str, pattern: str, out: Path | None = None) -> list[Path]:
+    """Execute copies of the notebooks at a profile into build/<profile>/ (`make run`): the executed notebook, and
+    figures/<stem>/ with its figures, results, ledger and MANIFEST.json. The tracked tree is left as it was."""
+    out = Path(out or BUILD / profile)
+    os.environ["LATENTLAB_FIGURES"] = str(out / "figures")
+    written = []
+    for nb in notebooks(pattern):
+        dst = out / nb.name
+        print(f"[{profile}] {nb.name} -> {dst} ...", flush=True)
+        execute(nb, dst, profile)
+        manifest = write_manifest(nb, profile, out / "figures" / nb.stem, LAST_RUN)
+        print(f"[{profile}] {nb.name} done in {LAST_RUN['wall_s']:.0f} s wall, {LAST_RUN['cpu_s']:.0f} CPU-s\n"
+              f"  notebook: {dst}\n  figures, results, ledger, MANIFEST.json: {manifest.parent}/", flush=True)
+        written.append(dst)
+    return written
 
 
 def smoke(pattern: str, out: Path = BUILD / "smoke") -> None:
@@ -111,6 +201,11 @@ def smoke(pattern: str, out: Path = BUILD / "smoke") -> None:
     for nb in notebooks(pattern):
         pm.execute_notebook(str(nb), str(out / nb.name), parameters=injected("smoke"), prepare_only=True,
                             kernel_name="python3", progress_bar=False)
+        copy = nbformat.read(out / nb.name, as_version=4)  # no default-profile outputs under a smoke parameters cell
+        for cell in copy.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(copy, out / nb.name)
         print(f"[smoke] prepared {out / nb.name}")
 
 
@@ -143,21 +238,24 @@ def append_bench(rows: list[dict]) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m latentlab.runner", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["figures", "smoke", "bench", "check"])
+    parser.add_argument("command", choices=["figures", "run", "smoke", "bench", "check"])
     parser.add_argument("--profile", default="default", choices=["default", *profiles()],
-                        help="profile for 'figures' (default: the notebooks' own parameters)")
+                        help="profile for 'figures' and 'run' (default: the notebooks' own parameters)")
     parser.add_argument("--nb", default="*", help="notebook file-name pattern, e.g. '01*' (default: all)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="for 'figures': write executed notebooks here instead of in place")
+                        help="for 'figures': write executed notebooks here instead of in place; for 'run': instead of "
+                             "build/<profile>/")
     args = parser.parse_args(argv)
     if args.command == "figures":
         figures(args.profile, args.nb, args.out)
+    elif args.command == "run":
+        run(args.profile, args.nb, args.out)
     elif args.command == "smoke":
         smoke(args.nb)
     elif args.command == "bench":
         bench(args.nb)
     else:
-        bad = unknown_overrides("smoke") + unknown_overrides("paper")
+        bad = sum((unknown_overrides(p) for p in profiles()), [])
         print("\n".join(bad) or "configs: every override names a real parameter")
         sys.exit(1 if bad else 0)
 
