@@ -15,12 +15,13 @@ ifneq ($(WORKERS),)
 export LATENTLAB_WORKERS := $(WORKERS)
 endif
 
-.PHONY: help env test unit smoke run figures readme lab lint bench bench-train clean
+.PHONY: help env test unit smoke run figures student readme lab lint bench bench-train clean
 
 help:
 	@echo "make run NB='01*' PROFILE=smoke|classroom|default|paper  execute a copy into build/<profile>/ (tree untouched)"
 	@echo "make figures [PROFILE=default|paper] [NB='01*'] [WORKERS=N]  run notebooks in place, write figures/"
 	@echo "make test                                         unit tests + every notebook at smoke size (nbval)"
+	@echo "make student                                      build/student/ (no solutions, no outputs), build/solutions/"
 	@echo "make lab [LAB_ARGS='--allow-root --no-browser --port 8888']  JupyterLab on notebooks/"
 	@echo "make bench-train                                  training throughput, library vs plain loops (1 thread)"
 	@echo "make readme                                       README's results section from figures/*/claims.csv"
@@ -53,6 +54,10 @@ run: env
 figures: env
 	$(BIN)/python -m latentlab.runner figures --profile $(PROFILE) --nb '$(NB)'
 	$(BIN)/python -m latentlab.ledger readme
+
+# Student edition (solution cells removed, outputs cleared) and solutions edition (solutions unfolded), no execution.
+student: env
+	$(BIN)/python -m latentlab.course editions --nb '$(NB)' --out build
 
 # The README's results section, generated from the committed ledgers (tests/test_ledger.py checks it).
 readme: env
