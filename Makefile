@@ -15,13 +15,14 @@ ifneq ($(WORKERS),)
 export LATENTLAB_WORKERS := $(WORKERS)
 endif
 
-.PHONY: help env test unit smoke run figures student readme lab lint bench bench-train clean
+.PHONY: help env test unit smoke run figures student pack readme lab lint bench bench-train clean
 
 help:
 	@echo "make run NB='01*' PROFILE=smoke|classroom|default|paper  execute a copy into build/<profile>/ (tree untouched)"
 	@echo "make figures [PROFILE=default|paper] [NB='01*'] [WORKERS=N]  run notebooks in place, write figures/"
 	@echo "make test                                         unit tests + every notebook at smoke size (nbval)"
 	@echo "make student                                      build/student/ (no solutions, no outputs), build/solutions/"
+	@echo "make pack PROFILE=classroom                       that profile's trained models as build/packs/models-<profile>.tar"
 	@echo "make lab [LAB_ARGS='--allow-root --no-browser --port 8888']  JupyterLab on notebooks/"
 	@echo "make bench-train                                  training throughput, library vs plain loops (1 thread)"
 	@echo "make readme                                       README's results section from figures/*/claims.csv"
@@ -54,6 +55,14 @@ run: env
 figures: env
 	$(BIN)/python -m latentlab.runner figures --profile $(PROFILE) --nb '$(NB)'
 	$(BIN)/python -m latentlab.ledger readme
+
+# A profile's model pack: its notebooks run (into build/<profile>/) on a model cache of their own,
+# build/models/<profile>/ (warm after the first time), which becomes build/packs/models-<profile>.tar and its .md5.
+# Students set LATENTLAB_MODELS_URL (and LATENTLAB_MODELS_BACKUP_URL) to where the two files are served.
+pack: env
+	LATENTLAB_CACHE=$(CURDIR)/build/models/$(PROFILE) $(BIN)/python -m latentlab.runner run --profile $(PROFILE) \
+		--nb '$(NB)'
+	$(BIN)/python -m latentlab.modelpack pack --profile $(PROFILE) --cache $(CURDIR)/build/models/$(PROFILE)
 
 # Student edition (solution cells removed, outputs cleared) and solutions edition (solutions unfolded), no execution.
 student: env

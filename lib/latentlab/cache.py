@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -84,10 +85,25 @@ def _read(path: Path) -> dict | None:
     """The cached weights at path; None (with a warning naming the file) when the file cannot be read."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
         warnings.warn(f"The cached model {path} cannot be loaded ({type(err).__name__}: {err}); it is retrained and "
                       "overwritten. (Delete the file, or $LATENTLAB_CACHE, to force this.)", stacklevel=3)
         return None
+
+
+_PACK_DONE: set[str] = set()  # model caches whose pack this process has installed (or found installed)
+
+
+def _install_pack() -> None:
+    """Once per process and cache: fetch the model pack of $LATENTLAB_MODELS_URL, if set (`latentlab.modelpack`)."""
+    if not (os.environ.get("LATENTLAB_MODELS_URL") or os.environ.get("LATENTLAB_MODELS_BACKUP_URL")):
+        return
+    folder = str(cache_dir())
+    if folder not in _PACK_DONE:
+        from latentlab import modelpack
+
+        modelpack.ensure(Path(folder))
+        _PACK_DONE.add(folder)
 
 
 def train_or_load(name: str, config, build: Callable[[], nn.Module], train: Callable[[nn.Module], object],
@@ -100,6 +116,7 @@ def train_or_load(name: str, config, build: Callable[[], nn.Module], train: Call
     are a function of config and data alone, and a cache hit leaves the rest of a notebook exactly as a fresh
     training would. A cache file that cannot be read (truncated, say) is reported and retrained.
     """
+    _install_pack()
     key = model_key(name, config, data)
     path = cache_dir() / f"{name}-{key}.pt"
     state = _read(path) if path.exists() else None
