@@ -1,5 +1,6 @@
 # latentlab: `make figures` (every notebook at the default profile, in place) and `make test`.
-# Everything runs inside .venv, which `make env` builds (again only when pyproject.toml changes).
+# Everything runs inside .venv, which `make env` builds from the lock (again only when pyproject.toml or
+# requirements-lock.txt changes).
 
 PYTHON  ?= python3
 VENV    ?= .venv
@@ -30,10 +31,12 @@ help:
 
 env: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The locked versions of requirements-lock.txt (Linux; CPU torch from the PyTorch CPU index when it answers) as
+# constraints on pyproject.toml's requirements: `python lib/latentlab/lock.py pip-args` says which pip arguments.
+$(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $$($(BIN)/python lib/latentlab/lock.py pip-args) -e '.[dev]'
 	touch $@
 
 test: unit smoke

@@ -22,7 +22,7 @@ def test_there_are_notebooks():
     assert NOTEBOOKS and NOTEBOOKS[0].name.startswith("00_")
 
 
-@pytest.mark.parametrize("profile", ["smoke", "paper"])
+@pytest.mark.parametrize("profile", ["smoke", "classroom", "paper"])
 def test_every_override_names_a_real_parameter(profile):
     assert runner.unknown_overrides(profile) == []
 

@@ -108,6 +108,8 @@ def execute(src: Path, dst: Path, profile: str) -> float:
     if src == dst:
         _drop_injected(src)
     os.environ["LATENTLAB_PROFILE"] = profile  # the kernel inherits it (figure titles, before its first cell runs)
+    status = _git("status", "--porcelain", "--untracked-files=no")  # the tree that ran, before the run changes it
+    LAST_RUN.update(commit=_git("rev-parse", "HEAD"), dirty=None if status is None else bool(status))
     start, cpu = time.perf_counter(), _children_cpu()
     pm.execute_notebook(str(src), str(dst), parameters=params, cwd=str(NOTEBOOKS), kernel_name="python3",
                         progress_bar=False, log_output=False, request_save_on_cell_execute=False)
@@ -154,11 +156,10 @@ def package_versions() -> dict[str, str]:
 
 
 def write_manifest(nb: Path, profile: str, folder: Path, timing: dict) -> Path:
-    """MANIFEST.json beside a notebook's figures: commit (and whether the tree had changes), profile, parameters,
-    package versions, wall and CPU seconds, platform."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    manifest = {"notebook": nb.name, "profile": profile, "commit": _git("rev-parse", "HEAD"),
-                "dirty": None if status is None else bool(status), "parameters": parameters_of(nb, profile),
+    """MANIFEST.json beside a notebook's figures: commit (and whether the tree had changes) when the run started,
+    profile, parameters, package versions, wall and CPU seconds (`timing`: LAST_RUN), platform."""
+    manifest = {"notebook": nb.name, "profile": profile, "commit": timing.get("commit"),
+                "dirty": timing.get("dirty"), "parameters": parameters_of(nb, profile),
                 "wall_s": timing.get("wall_s"), "cpu_s": timing.get("cpu_s"),
                 "workers": os.environ.get("LATENTLAB_WORKERS"), "cores": os.cpu_count(),
                 "platform": platform.platform(), "packages": package_versions()}
