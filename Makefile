@@ -16,13 +16,14 @@ ifneq ($(WORKERS),)
 export LATENTLAB_WORKERS := $(WORKERS)
 endif
 
-.PHONY: help env test unit smoke run figures student pack readme lab lint bench bench-train clean
+.PHONY: help env test unit smoke run figures student pack book readme lab lint bench bench-train clean
 
 help:
 	@echo "make run NB='01*' PROFILE=smoke|classroom|default|paper  execute a copy into build/<profile>/ (tree untouched)"
 	@echo "make figures [PROFILE=default|paper] [NB='01*'] [WORKERS=N]  run notebooks in place, write figures/"
 	@echo "make test                                         unit tests + every notebook at smoke size (nbval)"
 	@echo "make student                                      build/student/ (no solutions, no outputs), build/solutions/"
+	@echo "make book                                         static site of the notebooks in build/book/html/ (offline)"
 	@echo "make pack PROFILE=classroom                       that profile's trained models as build/packs/models-<profile>.tar"
 	@echo "make lab [LAB_ARGS='--allow-root --no-browser --port 8888']  JupyterLab on notebooks/"
 	@echo "make bench-train                                  training throughput, library vs plain loops (1 thread)"
@@ -36,7 +37,7 @@ env: $(STAMP)
 $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
-	$(BIN)/python -m pip install --quiet $$($(BIN)/python lib/latentlab/lock.py pip-args) -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $$($(BIN)/python lib/latentlab/lock.py pip-args) -e '.[dev,book]'
 	touch $@
 
 test: unit smoke
@@ -66,6 +67,10 @@ pack: env
 	LATENTLAB_CACHE=$(CURDIR)/build/models/$(PROFILE) $(BIN)/python -m latentlab.runner run --profile $(PROFILE) \
 		--nb '$(NB)'
 	$(BIN)/python -m latentlab.modelpack pack --profile $(PROFILE) --cache $(CURDIR)/build/models/$(PROFILE)
+
+# The course book: Sphinx + myst-nb over the committed notebooks (never executed), local MathJax, no network.
+book: env
+	$(BIN)/python -m latentlab.book --out build/book
 
 # Student edition (solution cells removed, outputs cleared) and solutions edition (solutions unfolded), no execution.
 student: env

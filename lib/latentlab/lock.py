@@ -1,14 +1,14 @@
-"""The locked environment: requirements-lock.txt pins every package `latentlab[dev]` needs, as tested.
+"""The locked environment: requirements-lock.txt pins every package `latentlab[dev,book]` needs, as tested.
 
     python lib/latentlab/lock.py write      # from the current venv (after `make test` passed in it)
     python lib/latentlab/lock.py check      # exit 1 when pyproject.toml and the lock disagree
     python lib/latentlab/lock.py pip-args   # what `make env` passes to pip (the lock, the CPU torch index)
 
-The lock is the closure of pyproject.toml's dependencies and dev extra over the installed packages' own metadata,
-each pinned `name==version`, for Linux and the Python it was written on; torch is the CPU build (`+cpu`), from the
-PyTorch CPU index (`make env` adds it when it answers; else pip finds the wheel in its usual places). The header holds
-a hash of pyproject.toml's requirement lists: change them and `check` (tests/test_lock.py) fails until the lock is
-written again. Standard library only: `make env` runs it before anything is installed.
+The lock is the closure of pyproject.toml's dependencies and its dev and book extras over the installed
+packages' own metadata, each pinned `name==version`, for Linux and the Python it was written on; torch is the CPU
+build (`+cpu`), from the PyTorch CPU index (`make env` adds it when it answers; else pip finds the wheel in its usual
+places). The header holds a hash of pyproject.toml's requirement lists: change them and `check` (tests/test_lock.py)
+fails until the lock is written again. Standard library only: `make env` runs it before anything is installed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT, LOCK = REPO / "pyproject.toml", REPO / "requirements-lock.txt"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
-EXTRAS = ("dev",)  # the extras `make env` installs
+EXTRAS = ("dev", "book")  # the extras `make env` installs
 
 
 def canonical(name: str) -> str:
@@ -78,7 +78,8 @@ def write(path: Path = LOCK, pyproject: Path = PYPROJECT) -> Path:
     """The lock of the current environment."""
     pins = closure(requirements(pyproject))
     pins.pop("latentlab", None)
-    lines = ["# latentlab's locked, tested environment: every package `pip install -e .[dev]` needs, pinned as tested.",
+    lines = ["# latentlab's locked, tested environment: every package `pip install -e .[dev,book]` needs, pinned as",
+             "# tested.",
              f"# Linux x86_64, Python {platform.python_version()}; torch is the CPU build ({TORCH_INDEX}).",
              "# Written by `python lib/latentlab/lock.py write` from the venv that passed `make test`; `make env`",
              "# installs it (pip -c); tests/test_lock.py fails when pyproject.toml's requirements change without a new",
