@@ -1,8 +1,9 @@
-"""Run the notebook series at a profile: `python -m latentlab.runner {figures,smoke,bench,check}`.
+"""Run the notebook series at a profile: `python -m latentlab.runner {figures,run,smoke,bench,check}`.
 
-Profiles: 'default' is each notebook's own `parameters` cell; the others override it with configs/<profile>.yaml, a
-mapping {notebook stem: {PARAMETER: value}}. A run injects only `PROFILE = "<profile>"`: the notebook's own first
-call (`Config.from_notebook(globals())`) applies the file, exactly as a student who sets PROFILE in JupyterLab does.
+Profiles: 'default' is each notebook's own `parameters` cell; the others (smoke, classroom, paper) override it with
+configs/<profile>.yaml, a mapping {notebook stem: {PARAMETER: value}}. A run injects only `PROFILE = "<profile>"`:
+the notebook's own first call (`Config.from_notebook(globals())`) applies the file, exactly as a student who sets
+PROFILE in JupyterLab does.
 - figures: execute notebooks/<stem>.ipynb in place (papermill), so the committed notebook carries the
   outputs of that profile, and write figures/ (the only command that does); papermill's timing metadata is dropped
   to keep diffs small.
