@@ -19,7 +19,7 @@ HEADERS = yaml.safe_load((REPO / "course" / "headers.yaml").read_text())
 CHECKS = yaml.safe_load((REPO / "course" / "checks.yaml").read_text())
 # Notebooks another session is rebuilding: the lead runs `python -m latentlab.course cells --nb '03*'` (and 05) after
 # merging them, then empties this set (test_pending_is_up_to_date fails until then).
-PENDING = {"03_query_selection", "05_cam_fusion"}
+PENDING: set[str] = set()  # notebooks whose course cells are still to come (none)
 
 
 def _tags(cell) -> list[str]:
