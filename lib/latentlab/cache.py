@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from latentlab.config import cache_dir  # where trained models live (in config, below modelpack and cache)
 from latentlab.repro import get_device, isolated_rng
 from latentlab.utils import channels_last
 
@@ -26,11 +27,6 @@ from latentlab.utils import channels_last
 # 3: keys from config dataclasses and data fingerprints, channels-last training; 4: validation checks in eval
 # mode, fused Adam).
 CACHE_VERSION = 4
-
-
-def cache_dir() -> Path:
-    """Where trained models live: $LATENTLAB_CACHE, else ~/.cache/latentlab/models."""
-    return Path(os.environ.get("LATENTLAB_CACHE", Path.home() / ".cache" / "latentlab" / "models")).expanduser()
 
 
 def config_hash(config: dict) -> str:

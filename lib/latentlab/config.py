@@ -33,6 +33,11 @@ CONFIGS = Path(os.environ.get("LATENTLAB_CONFIGS", REPO / "configs"))  # the pro
 META = ("PROFILE",)  # parameters that choose a profile; not config fields
 
 
+def cache_dir() -> Path:
+    """Where trained models live: $LATENTLAB_CACHE, else ~/.cache/latentlab/models (`latentlab.cache`)."""
+    return Path(os.environ.get("LATENTLAB_CACHE", Path.home() / ".cache" / "latentlab" / "models")).expanduser()
+
+
 def _frozen(value: Any) -> Any:
     """Lists (and lists inside lists) become tuples: the config is immutable and its repr stable."""
     if isinstance(value, list | tuple):

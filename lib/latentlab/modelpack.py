@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
-from latentlab.cache import cache_dir
+from latentlab.config import cache_dir
 
 URL_ENV, BACKUP_ENV = "LATENTLAB_MODELS_URL", "LATENTLAB_MODELS_BACKUP_URL"
 SUMS = "MD5SUMS"
