@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from latentlab import modelpack
 from latentlab.config import cache_dir  # where trained models live (in config, below modelpack and cache)
 from latentlab.repro import get_device, isolated_rng
 from latentlab.utils import channels_last
@@ -92,12 +93,10 @@ _PACK_DONE: set[str] = set()  # model caches whose pack this process has install
 
 def _install_pack() -> None:
     """Once per process and cache: fetch the model pack of $LATENTLAB_MODELS_URL, if set (`latentlab.modelpack`)."""
-    if not (os.environ.get("LATENTLAB_MODELS_URL") or os.environ.get("LATENTLAB_MODELS_BACKUP_URL")):
+    if not (os.environ.get(modelpack.URL_ENV) or os.environ.get(modelpack.BACKUP_ENV)):
         return
     folder = str(cache_dir())
     if folder not in _PACK_DONE:
-        from latentlab import modelpack
-
         modelpack.ensure(Path(folder))
         _PACK_DONE.add(folder)
 

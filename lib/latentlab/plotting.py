@@ -12,6 +12,7 @@ import seaborn as sns
 import torch
 
 import latentlab  # noqa: F401  (torchvision shim first)
+from latentlab.config import current_profile
 from latentlab.results import COLUMNS
 
 RESULT_COLUMNS = COLUMNS
@@ -60,8 +61,6 @@ def mark_smoke(fig: plt.Figure) -> plt.Figure:
 def smoke_hook(fig: plt.Figure) -> None:
     """matplotlib's `figure.hooks` entry `config.announce("smoke")` installs: marks new figures while the profile is
     smoke."""
-    from latentlab.config import current_profile
-
     if current_profile() == "smoke":
         mark_smoke(fig)
 
@@ -69,8 +68,6 @@ def smoke_hook(fig: plt.Figure) -> None:
 def savefig(fig: plt.Figure, name: str, notebook: str) -> list[Path]:
     """Write fig as <figures>/<notebook>/<name>.png and .pdf (no timestamps, so re-runs diff cleanly). At the smoke
     profile (`config.current_profile()`) the figure is marked SMOKE first (`mark_smoke`)."""
-    from latentlab.config import current_profile
-
     if current_profile() == "smoke":
         mark_smoke(fig)
     base = figure_dir(notebook) / name
