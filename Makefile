@@ -28,6 +28,7 @@ help:
 	@echo "make lab [LAB_ARGS='--allow-root --no-browser --port 8888']  JupyterLab on notebooks/"
 	@echo "make bench-train                                  training throughput, library vs plain loops (1 thread)"
 	@echo "make readme                                       README's results section from figures/*/claims.csv"
+	@echo "make choices                                     the validation sweeps the parameters were read off (configs/*.csv)"
 	@echo "make env | smoke | lint | bench | clean"
 
 env: $(STAMP)
@@ -77,6 +78,11 @@ student: env
 	$(BIN)/python -m latentlab.course editions --nb '$(NB)' --out build
 
 # The README's results section, generated from the committed ledgers (tests/test_ledger.py checks it).
+# The records the parameters cells' choices were read off (validation splits only; slow: about 20 CPU-minutes
+# from a cold cache): configs/03_encoder_budget.csv.
+choices: env
+	$(BIN)/python -c "from latentlab.experiments import query_selection as qs; print(qs.write_budget_sweep().to_string())"
+
 readme: env
 	$(BIN)/python -m latentlab.ledger readme
 

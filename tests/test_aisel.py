@@ -78,7 +78,7 @@ def tiny(writable_mirror, tmp_path, monkeypatch):
     data.load_cached.cache_clear()
     oracle.train_oracle.cache_clear()
     clf = ClfConfig(arch="cnn", width=4, steps=4, min_epochs=1, batch=32, lr=1e-3, class_weight="balanced",
-                    monitor="auc", val_checks=2)
+                    monitor="auc", val_checks=2, lr_decay=None)
     yield aisel.Config(datasets=("breastmnist",), n_labelled={"breastmnist": 40}, seeds=(0, 1), m_small=12,
                        m_large=30, latent_dim=2, gin_width=4, gan_steps=2, n_critic=1, gan_lr=1e-3, gan_batch=16,
                        encoder_steps=2, invert_steps=3,

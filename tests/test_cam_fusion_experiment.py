@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from latentlab import config, data
+from latentlab import config, data, train
 from latentlab.experiments import cam_fusion as cam
 from latentlab.models import SmallCNN
 from latentlab.oracle import Oracle
@@ -15,12 +15,13 @@ from latentlab.results import INSTRUMENT_COLUMNS
 from latentlab.utils import batched
 
 PARAMS = dict(DATASETS=["toy"], SEEDS=[0], ARMS=list(cam.ARMS), WORKERS=1, IMBALANCE={"toy": 10}, N_MAX={},
-              N_TAIL=1, N_AUGMENT=6, AE_PRETRAINED=None, AE_SUBFOLDER=None, AE_IMAGE_SIZE=None, AE_LATENT=4,
+              N_TAIL=1, TAIL_ORDER="fixed", N_AUGMENT=6, AE_PRETRAINED=None, AE_SUBFOLDER=None, AE_IMAGE_SIZE=None,
+              AE_LATENT=4,
               AE_WIDTH=[4, 4, 4], AE_STEPS=2, AE_BATCH=8, IL_CHANNELS=4, IL_WIDTH=8, IL_GENERATIONS=2,
               IL_INTERACTION_STEPS=2, IL_IMITATION_STEPS=2, K_NEIGHBOURS=3, DENOISER_WIDTH=8, DENOISER_STEPS=2,
               REFINE_SCHEDULE=4, REFINE_STEPS=2, REFINE_GRID=[0, 2], N_FID=8,
               CLF_ARCH="cnn", CLF_WIDTH=4, CLF_STEPS=2, CLF_MIN_EPOCHS=1, CLF_BATCH=16, CLF_LR=2e-3,
-              CLF_CLASS_WEIGHT=None, CLF_MONITOR="loss", CLF_VAL_CHECKS=10,
+              CLF_CLASS_WEIGHT=None, CLF_MONITOR="loss", CLF_VAL_CHECKS=10, CLF_LR_DECAY=None,
               ORACLE_ARCH="cnn", ORACLE_WIDTH=4, ORACLE_STEPS=2, ORACLE_MAX_IMAGES=None, N_VAL=None, N_TEST=None)
 TINY = cam.Config.from_parameters(PARAMS)
 
@@ -48,6 +49,21 @@ def toy(monkeypatch, tmp_path):
     oracle = Oracle("toy", SmallCNN(1, 3, width=4).eval(), 1.0, 1.0, 1 / 3, "multi-class")
     monkeypatch.setattr(cam, "train_oracle", lambda dataset, cfg: oracle)
     return loads
+
+
+def test_a_seeded_tail_order_draws_other_tail_classes_per_seed_and_fixed_is_label_order():
+    assert cam.tail_order(10, 3, "fixed").tolist() == list(range(10))
+    orders = [cam.tail_order(10, s, "seeded") for s in range(6)]
+    assert all(sorted(o.tolist()) == list(range(10)) for o in orders)
+    assert np.array_equal(orders[0], cam.tail_order(10, 0, "seeded"))  # seeded
+    assert len({tuple(o[-3:].tolist()) for o in orders}) > 3  # the tail (last three) moves from seed to seed
+    with pytest.raises(ValueError, match="TAIL_ORDER"):
+        cam.Config.from_parameters(PARAMS | {"TAIL_ORDER": "random"})
+    cfg = TINY.replace(tail_order="seeded")
+    lt, tail, _ = cam.long_tailed(_toy("train"), 1, cfg)
+    counts = np.bincount(lt.y.numpy(), minlength=3)
+    order = cam.tail_order(3, 1, "seeded")
+    assert tail == [int(order[-1])] and counts[order[0]] == counts.max() and counts[order[-1]] == counts.min()
 
 
 def test_long_tailed_multi_class_follows_the_exponential_profile_and_marks_the_rarest_tail():
@@ -91,8 +107,34 @@ def test_every_generative_parameter_reaches_its_models_config(part):
 
 
 def test_reweight_trains_a_class_balanced_classifier_and_the_others_cfg_clf():
-    assert cam.arm_classifier(TINY, "reweight") == TINY.clf.replace(class_weight="balanced")
-    assert all(cam.arm_classifier(TINY, arm) == TINY.clf for arm in cam.ARMS if arm != "reweight")
+    for arm in ("reweight", "cam-fusion+reweight"):
+        assert cam.arm_classifier(TINY, arm) == TINY.clf.replace(class_weight="balanced")
+    assert all(cam.arm_classifier(TINY, arm) == TINY.clf for arm in cam.ARMS if arm not in cam.BALANCED_ARMS)
+
+
+def test_tail_weights_count_the_added_copies_by_hand():
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 5 + [3] * 2)
+    w = cam.tail_weights(y, 4, tail=[2, 3], n_augment=10)
+    torch.testing.assert_close(w, torch.tensor([1.0, 1.0, 15 / 5, 12 / 2]))
+    # the weighted class totals are those of the set with 10 copies of each tail class added
+    counts = torch.bincount(y, minlength=4).float()
+    torch.testing.assert_close(w * counts, counts + torch.tensor([0.0, 0.0, 10.0, 10.0]))
+    multi = torch.tensor([[1, 0], [1, 0], [1, 1], [0, 1]])  # multi-hot: label 1 on two images
+    torch.testing.assert_close(cam.tail_weights(multi, 2, tail=[1], n_augment=4), torch.tensor([1.0, 3.0]))
+    with pytest.raises(ValueError, match="no images"):
+        cam.tail_weights(torch.tensor([0, 0, 1]), 3, tail=[2], n_augment=1)
+
+
+def test_given_weights_replace_the_configs_and_never_stack_with_balanced(monkeypatch):
+    seen = []
+    real = cam.train.fit
+    monkeypatch.setattr(cam.train, "fit", lambda *a, **k: seen.append(k["class_weight"]) or real(*a, **k))
+    ds = _toy("train")
+    w = torch.linspace(1, 2, ds.n_classes)
+    train.fit_classifier(ds, None, TINY.clf, 0, weight=w)
+    assert torch.equal(seen[-1], w)
+    with pytest.raises(ValueError, match="not both"):
+        train.fit_classifier(ds, None, TINY.clf.replace(class_weight="balanced"), 0, weight=w)
 
 
 def test_scores_split_average_precision_into_tail_and_overall():
@@ -117,17 +159,23 @@ def test_run_seed_gives_every_arm_and_the_quality_grid_and_reads_each_split_once
     assert sorted(clf["arm"]) == sorted(cam.ARMS) and clf["value"].between(0, 1).all()
     fid = rows[(rows["metric"] == "frechet") & (rows["arm"] == "cam-fusion")]
     assert sorted(fid["refine_steps"]) == [0, 2] and np.isfinite(fid["value"]).all()
-    assert {"real", "vae-recon", "random-mask"} <= set(rows.loc[rows["metric"] == "frechet", "arm"])
+    assert {"real", "vae-recon", "random-mask", "shuffled-mask", "random-partner"} <= set(
+        rows.loc[rows["metric"] == "frechet", "arm"])
     assert set(rows.loc[rows["metric"] == "single_class", "arm"]) == set(cam.ARMS)
 
 
 def test_augmenting_arms_add_n_augment_tail_images_and_reweight_adds_none(toy):
     s = cam.prepare(_toy("train"), 0, TINY)
-    fused = {"cam": s.fuse("cam"), "random": s.fuse("random")}
+    fused = {kind: s.fuse(*how) for kind, how in cam.FUSIONS.items()}
     for arm in cam.ARMS:
         ds = cam.arm_data(s, arm, fused)
         added = ds.y[len(s.train):]
-        assert len(added) == (0 if arm in ("none", "reweight") else TINY.n_augment) and (added == 2).all()
+        reweighting = arm in ("none", "reweight", "reweight-tail")
+        assert len(added) == (0 if reweighting else TINY.n_augment) and (added == 2).all()
+    # the controls change one thing each: the mask controls keep the CAM pairs, random-partner keeps the CAM masks
+    assert all(torch.equal(fused[k].tail_index, fused["cam"].tail_index)
+               and torch.equal(fused[k].head_index, fused["cam"].head_index) for k in ("shuffled", "random"))
+    assert not torch.equal(fused["random-partner"].head_index, fused["cam"].head_index)
 
 
 def test_the_long_tailed_set_keys_the_models_and_other_parameters_do_not(toy, tmp_path):

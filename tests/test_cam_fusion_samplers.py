@@ -235,7 +235,7 @@ def test_head_neighbours_match_brute_force():
         cf.head_neighbours(tail, head, k=21)
 
 
-@pytest.mark.parametrize("masks", ["cam", "random"])
+@pytest.mark.parametrize("masks", ["cam", "shuffled", "random"])
 def test_cam_fusion_pairs_each_tail_sample_with_one_of_its_head_neighbours(masks):
     model = _model()
     z, y = _latents(60)
@@ -252,6 +252,31 @@ def test_cam_fusion_pairs_each_tail_sample_with_one_of_its_head_neighbours(masks
         from_tail = (out.codes == s[out.tail_index]).all(1)
         from_head = (out.codes == s[out.head_index]).all(1)
     assert (from_tail | from_head).all()
+
+
+def test_shuffled_cells_keep_each_maps_values_so_as_many_cells_pass_a_threshold_at_other_places():
+    g = torch.Generator().manual_seed(5)
+    maps = torch.rand(6, 7, 7, generator=g)
+    out = cf.shuffle_cells(maps, torch.Generator().manual_seed(1))
+    assert out.shape == maps.shape
+    torch.testing.assert_close(out.flatten(1).sort(1).values, maps.flatten(1).sort(1).values)  # same values
+    for q in (0.3, 0.5, 0.9):  # so the same number of cells pass any threshold
+        assert torch.equal((out > q).flatten(1).sum(1), (maps > q).flatten(1).sum(1))
+    moved = (out != maps).flatten(1).float().mean(1)
+    assert (moved > 0.8).all()  # a random permutation of 49 cells leaves about one in place
+    assert torch.equal(out, cf.shuffle_cells(maps, torch.Generator().manual_seed(1)))  # seeded
+    same = maps[:1].expand(2, 7, 7)  # two copies of one map get two different permutations
+    twice = cf.shuffle_cells(same, torch.Generator().manual_seed(2))
+    assert not torch.equal(twice[0], twice[1])
+
+
+def test_shuffled_masks_change_only_the_masks_the_pairs_stay_the_cam_neighbours():
+    model = _model()
+    z, y = _latents(60)
+    cam, shuffled = (cf.cam_fusion(model, z, y, tail_classes=[2], n_per_class=10, masks=m,
+                                   generator=torch.Generator().manual_seed(0)) for m in ("cam", "shuffled"))
+    assert torch.equal(cam.tail_index, shuffled.tail_index) and torch.equal(cam.head_index, shuffled.head_index)
+    assert not torch.equal(cam.codes, shuffled.codes)
 
 
 def test_cam_fusion_rejects_unknown_masks_and_partners():

@@ -226,3 +226,14 @@ def test_fixed_subsets_are_the_same_for_every_call():
     a, b = data.fixed_subset(ds, 10), data.fixed_subset(ds, 10)
     assert torch.equal(a.x, b.x) and len(a) == 10 and len(data.fixed_subset(ds, None)) == 100
 
+
+
+def test_a_long_tail_order_moves_the_profile_onto_other_classes():
+    y = np.repeat(np.arange(4), 50)
+    plain = data.long_tail_subset(y, rho=10, n_max=40, seed=0)
+    assert np.bincount(y[plain]).tolist() == data.long_tail_counts(4, 40, 10).tolist()
+    moved = data.long_tail_subset(y, rho=10, n_max=40, seed=0, order=[2, 0, 3, 1])
+    counts = data.long_tail_counts(4, 40, 10)
+    assert np.bincount(y[moved], minlength=4)[[2, 0, 3, 1]].tolist() == counts.tolist()
+    with pytest.raises(ValueError, match="each class"):
+        data.long_tail_subset(y, rho=10, n_max=40, order=[0, 1, 2])

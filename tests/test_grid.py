@@ -143,7 +143,7 @@ def test_a_real_experiment_row_does_not_depend_on_the_rest_of_the_grid(writable_
     monkeypatch.setenv("LATENTLAB_DATA", str(writable_mirror))
     data.load_cached.cache_clear()
     clf = ClfConfig(arch="cnn", width=4, steps=4, min_epochs=1, batch=16, lr=1e-3, class_weight="balanced",
-                    monitor="auc", val_checks=2)
+                    monitor="auc", val_checks=2, lr_decay=None)
     cfg = budget.Config(curve_dataset="breastmnist", tour_datasets=(), budgets=(20,), seeds=(0, 1), clf=clf,
                         workers=1)
     one = grid.table(budget.run_seed, grid.tasks(cfg, budget=[20], seed=[0]), workers=1)

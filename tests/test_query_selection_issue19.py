@@ -153,3 +153,24 @@ def test_the_walk_through_encoders_train_once_per_dataset_and_encoder_and_the_vi
     pool, _ = qs.seed_data("mnist", 0, TINY)
     view = qs.seed_view(pool, qs.arms_of(TINY, "mnist"), TINY, 0)
     assert trained == [] and sorted(view.models) == ["conv", "conv16", "tsne", "vae"]  # all from the cache
+
+
+def test_the_budget_sweep_measures_the_gates_value_and_its_own_candidate_is_the_grids_encoder(toy):  # noqa: F811
+    cfg = TINY.replace(ae_lr={"conv": 0.01, "vae": 0.003, "tsne": 0.003})
+    tasks = qs.budget_sweep_tasks(cfg, ["vae"], lrs=[0.003, 0.01], steps=[2, 8], seeds=[0], datasets=["mnist"])
+    assert [(t["lr"], t["steps"]) for t in tasks] == [(0.003, 2), (0.003, 8), (0.01, 2), (0.01, 8)]
+    sweep = pd.DataFrame([r for t in tasks for r in qs.budget_sweep(t)])
+    assert (sweep["metric"] == "knn_accuracy").all() and sweep["arm"].eq("vae").all()
+    assert sweep[["ae_lr", "ae_steps"]].values.tolist() == [[0.003, 2], [0.003, 8], [0.01, 2], [0.01, 8]]
+    # the candidate equal to the config (0.003, 2 updates) is the grid's own VAE, and its value the gate's:
+    pool, _ = qs.seed_data("mnist", 0, cfg)
+    val = qs.val_set("mnist", cfg.n_val)
+    model = qs.fit_encoder("vae", pool.x, cfg, 0)
+    assert qs.encoder_config("vae", len(pool.x), cfg, 0).lr == 0.003  # the family's own rate
+    z, z_val = (autoencoder.encode_all(model, x).numpy() for x in (pool.x, val.x))
+    knn = KNeighborsClassifier(5).fit(z, pool.y.numpy()).score(z_val, val.y.numpy())
+    assert sweep.iloc[0]["value"] == pytest.approx(knn)
+    # 8 updates on 150 images in batches of 32 are 2 epochs (2 updates: 1), so the candidates are distinct models
+    assert qs.encoder_config("vae", 150, cfg.replace(ae_steps=8), 0).epochs == 2
+    with pytest.raises(ValueError, match="encoder family 'conv'"):
+        qs.encoder_config("conv", 150, cfg.replace(ae_lr={"vae": 0.003}), 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from latentlab.models import SmallCNN, build_classifier, mc_dropout, resnet18_28
 
 def _clf(**changes) -> ClfConfig:
     base = dict(arch="cnn", width=4, steps=300, min_epochs=1, batch=64, lr=1e-3, class_weight=None, monitor="loss",
-                val_checks=10)
+                val_checks=10, lr_decay=None)
     return ClfConfig(**(base | changes))
 
 
@@ -227,7 +228,7 @@ def test_a_scaled_classifier_trains_twice_as_many_updates_whichever_budget_binds
     from latentlab.config import ClfConfig
 
     clf = ClfConfig(arch="cnn", width=8, steps=300, min_epochs=20, batch=32, lr=1e-3, class_weight=None,
-                    monitor="accuracy", val_checks=5)
+                    monitor="accuracy", val_checks=5, lr_decay=None)
     for n in (20, 4708):  # steps bind at 20 images (300 epochs of one batch), min_epochs at 4708 (20 of 148)
         assert train.schedule(n, clf.scaled(2)).epochs == 2 * train.schedule(n, clf).epochs
     # doubling the steps alone would leave the 4708-image schedule as it was: the gate would compare a run with itself
@@ -246,3 +247,32 @@ def test_validation_checks_are_deterministic_and_leave_the_model_untouched():
     assert model.training  # the mode is restored
     for k, v in model.state_dict().items():  # running statistics not updated with validation images
         assert torch.equal(v, state[k]), k
+
+
+def test_the_cosine_factor_matches_its_formula_and_an_unknown_decay_is_refused():
+    assert [train.lr_factor(p, "cosine") for p in (0.0, 0.5, 1.0)] == pytest.approx([1.0, 0.5, 0.0], abs=1e-12)
+    assert train.lr_factor(0.25, "cosine") == pytest.approx((1 + math.cos(math.pi / 4)) / 2)
+    assert train.lr_factor(0.7, None) == 1.0
+    with pytest.raises(ValueError, match="lr_decay"):
+        train.lr_factor(0.1, "linear")
+    with pytest.raises(ValueError, match="lr_decay"):
+        train.fit(SmallCNN(1, 2, width=4), (torch.zeros(4, 1, 28, 28), torch.tensor([0, 1, 0, 1])), task="multi-class",
+                  epochs=1, lr_decay="step")
+
+
+def test_a_cosine_run_sets_each_update_rate_from_the_share_done_and_a_constant_run_keeps_lr(monkeypatch):
+    seen = []
+    step = torch.optim.Adam.step
+
+    def record(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", record)
+    xy = (torch.rand(8, 1, 28, 28), torch.tensor([0, 1] * 4))
+    train.fit(SmallCNN(1, 2, width=4), xy, task="multi-class", epochs=3, batch_size=4, lr=0.01, lr_decay="cosine")
+    shares = [(e + s / 8) / 3 for e in range(3) for s in (0, 4)]  # 2 updates per epoch, 6 in all
+    assert seen == pytest.approx([0.01 * (1 + math.cos(math.pi * p)) / 2 for p in shares])
+    seen.clear()
+    train.fit(SmallCNN(1, 2, width=4), xy, task="multi-class", epochs=3, batch_size=4, lr=0.01)
+    assert seen == [0.01] * 6

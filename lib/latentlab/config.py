@@ -141,6 +141,7 @@ class ClfConfig(Params):
     class_weight: str | None  # "balanced" or None
     monitor: str            # validation metric that picks the kept model: loss, accuracy, auc, balanced_accuracy
     val_checks: int         # about this many validation checks to pick from
+    lr_decay: str | None    # None: a constant rate; "cosine": from lr to 0 over the schedule's updates
 
     def scaled(self, factor: int) -> ClfConfig:
         """The same classifier trained `factor` x longer: both budgets scale (updates and passes), since either can

@@ -268,10 +268,17 @@ def long_tail_counts(n_classes: int, n_max: int, rho: float, profile: str = "exp
     return np.maximum(1, np.floor(counts)).astype(int)
 
 
-def long_tail_subset(y, rho: float, profile: str = "exp", n_max: int | None = None, seed: int = 0) -> np.ndarray:
-    """A long-tailed subset of y: class c keeps long_tail_counts(...)[c] images, seeded."""
+def long_tail_subset(y, rho: float, profile: str = "exp", n_max: int | None = None, seed: int = 0,
+                     order=None) -> np.ndarray:
+    """A long-tailed subset of y, seeded: the class at position i of `order` keeps long_tail_counts(...)[i] images
+    (order None: the classes in label order, so class 0 is the head and the last class the rarest)."""
     y = _labels(y)
     classes, counts = np.unique(y, return_counts=True)
+    if order is not None:
+        order = np.asarray(order)
+        if sorted(order.tolist()) != classes.tolist():
+            raise ValueError(f"order must hold each class of y once ({classes.tolist()}); got {order.tolist()}.")
+        classes = order
     n_max = int(counts.min()) if n_max is None else n_max
     _check_size(n_max, "n_max (images of the head class)", int(counts.min()))
     quota = long_tail_counts(len(classes), n_max, rho, profile)

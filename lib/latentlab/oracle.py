@@ -23,7 +23,8 @@ from latentlab.models import build_classifier
 from latentlab.train import evaluate, fit_classifier, predict_proba
 
 # How every oracle trains besides its OracleConfig (the fields of ClfConfig it does not set).
-TRAINING = dict(min_epochs=1, batch=64, lr=1e-3, class_weight="balanced", monitor="accuracy", val_checks=10)
+TRAINING = dict(min_epochs=1, batch=64, lr=1e-3, class_weight="balanced", monitor="accuracy", val_checks=10,
+                lr_decay=None)
 
 
 @dataclass(frozen=True)

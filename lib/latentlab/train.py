@@ -27,6 +27,15 @@ from latentlab.utils import adam, batched, channels_last, progress
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 MONITORS = ("loss", "accuracy", "auc", "balanced_accuracy")
+LR_DECAYS = (None, "cosine")
+
+
+def lr_factor(progress: float, decay: str | None) -> float:
+    """The learning rate's multiplier when a share `progress` (0 to 1) of the training is done: 1 throughout for
+    None; 0.5 (1 + cos(pi progress)) for "cosine" (1 at the start, 0.5 half-way, 0 after the last update)."""
+    if decay not in LR_DECAYS:
+        raise ValueError(f"Unknown lr_decay {decay!r}. Choose None or 'cosine'.")
+    return 1.0 if decay is None else 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
 def _xy(data: Dataset | Pair) -> Pair:
@@ -88,18 +97,21 @@ class FitResult:
 def fit(model: nn.Module, train: Dataset | Pair, val: Dataset | Pair | None = None, *, task: str,
         epochs: int = 30, batch_size: int = 128, val_epochs: tuple[int, ...] | None = None, lr: float = 1e-3,
         weight_decay: float = 0.0, monitor: str = "loss", patience: int | None = None, hooks: Hooks | None = None,
-        class_weight: torch.Tensor | None = None, device: str | torch.device | None = None,
-        desc: str | None = None) -> FitResult:
+        class_weight: torch.Tensor | None = None, lr_decay: str | None = None,
+        device: str | torch.device | None = None, desc: str | None = None) -> FitResult:
     """Train with Adam; keep the model of the best validation check; stop after `patience` epochs without gain.
 
     monitor: 'loss' (lower is better), 'accuracy', 'balanced_accuracy' or 'auc' (higher is better) on `val`, checked
     at `val_epochs` (default: every epoch; tiny training sets make many one-batch epochs, and validating each would
     dominate). hooks: synthetic images per epoch, a batch augmentation (see `Hooks`). class_weight weighs the loss
-    per class. Model and batches are channels-last (NHWC in memory): CPU convolutions run about 1.5-1.9x faster
-    that way, with the same numbers up to floating-point order.
+    per class. lr_decay (`lr_factor`): None keeps lr; "cosine" lowers it before every update, towards 0 at the last
+    one, so that the last model (the one a run without validation keeps) is a settled one. Model and batches are
+    channels-last (NHWC in memory): CPU convolutions run about 1.5-1.9x faster that way, with the same numbers up to
+    floating-point order.
     """
     if monitor not in MONITORS:
         raise ValueError(f"Unknown monitor {monitor!r}. Choose one of: {', '.join(MONITORS)}.")
+    lr_factor(0.0, lr_decay)  # refuses an unknown decay before any training
     hooks = hooks or Hooks()
     val_epochs = tuple(range(epochs)) if val_epochs is None else tuple(val_epochs)
     plan = Schedule(epochs, batch_size, val_epochs if val is not None else ())
@@ -118,6 +130,10 @@ def fit(model: nn.Module, train: Dataset | Pair, val: Dataset | Pair | None = No
         model.train()
         total, order = 0.0, torch.randperm(len(x))
         for start in range(0, len(x), batch_size):
+            if lr_decay is not None:  # the share of training done before this update
+                done = (epoch + start / len(x)) / epochs
+                for group in opt.param_groups:
+                    group["lr"] = lr * lr_factor(done, lr_decay)
             idx = order[start:start + batch_size]
             if len(idx) < 2 and len(x) > 1:  # batch-norm cannot train on a single image
                 continue
@@ -188,7 +204,7 @@ def evaluate(model: nn.Module, data: Dataset | Pair, *, task: str, device=None) 
 
 
 def fit_classifier(train: Dataset, val: Dataset | None, clf: ClfConfig, seed: int, hooks: Hooks | None = None,
-                   device=None, desc: str | None = None) -> FitResult:
+                   device=None, desc: str | None = None, weight: torch.Tensor | None = None) -> FitResult:
     """Seed, build the classifier `clf` describes for `train`, and fit it on its `schedule`.
 
     The budget in updates (clf.steps) lets sets of 20 and 5000 images train for comparably long; clf.min_epochs
@@ -196,7 +212,9 @@ def fit_classifier(train: Dataset, val: Dataset | None, clf: ClfConfig, seed: in
     and the batch order: every arm of a seed starts from the same weights (paired runs). clf.class_weight='balanced'
     weighs each class by N / (K * N_k) (see `balanced_weights`): a classifier trained on a few, skewed labels then
     stops predicting the majority class only. The model of the best validation check (by clf.monitor) is returned,
-    with the schedule it ran (hooks.validate_from moves the first check, e.g. to the first synthetic epoch).
+    with the schedule it ran (hooks.validate_from moves the first check, e.g. to the first synthetic epoch). weight:
+    per-class loss weights of the caller's own (notebook 05's tail-only reweighting) in place of clf.class_weight's,
+    which must then be None.
     """
     if clf.class_weight not in (None, "balanced"):
         raise ValueError(f"CLF_CLASS_WEIGHT must be None or 'balanced'; got {clf.class_weight!r}.")
@@ -207,7 +225,10 @@ def fit_classifier(train: Dataset, val: Dataset | None, clf: ClfConfig, seed: in
     seed_everything(seed)
     kwargs = {"width": clf.width} if clf.arch == "cnn" else {}
     model = build_classifier(clf.arch, train.info.n_channels, train.n_classes, **kwargs)
-    weight = balanced_weights(train.y, train.n_classes) if clf.class_weight == "balanced" else None
+    if weight is not None and clf.class_weight is not None:
+        raise ValueError(f"Give per-class weights or CLF_CLASS_WEIGHT={clf.class_weight!r}, not both.")
+    if weight is None and clf.class_weight == "balanced":
+        weight = balanced_weights(train.y, train.n_classes)
     return fit(model, train, val, task=train.info.task, epochs=plan.epochs, batch_size=plan.batch_size,
                val_epochs=plan.val_epochs, lr=clf.lr, monitor=clf.monitor, hooks=hooks, class_weight=weight,
-               device=device, desc=desc)
+               lr_decay=clf.lr_decay, device=device, desc=desc)

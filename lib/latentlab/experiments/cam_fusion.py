@@ -9,10 +9,14 @@ test, `capped`) and hands them down:
    binary data (it is the tail), the natural long tail of multi-label data (its rarest labels);
 2. trains the seed's own generative models on it (`prepare`; each cached by its config and the data it saw): the
    AutoencoderKL (or loads a pretrained one), Stage 1 iterated learning on its latents, and the latent denoiser;
-3. builds every arm's training set: `none`; `oversample` (tail images repeated); `reweight` (class-balanced loss:
-   `cfg.clf` with class_weight='balanced'); `random-mask` (fusion with random masks); `cam-fusion` (0 refinement
-   steps); `cam-fusion+refine` (the same fused latents after `refine_steps` steps). Every augmenting arm adds
-   `n_augment` images per tail class;
+3. builds every arm's training set: `none`; `oversample` (tail images repeated); `reweight` (class-balanced loss
+   over every class: `cfg.clf` with class_weight='balanced'); `reweight-tail` (only the tail classes up-weighted, each
+   by (n_c + n_augment) / n_c: the loss of adding n_augment copies, so it touches the classes augmentation touches,
+   `tail_weights`); `cam-fusion` (0 refinement steps); its controls, each changing one thing (`FUSIONS`):
+   `shuffled-mask` (each CAM's cells permuted: as many tail cells, random places), `random-mask` (U(0, 1) masks:
+   places and amount both change) and `random-partner` (CAM masks, any head partner); `cam-fusion+reweight` (the
+   fused images with the class-balanced loss, what a practitioner would run); `cam-fusion+refine` (the same fused
+   latents after `refine_steps` steps). Every augmenting arm adds `n_augment` images per tail class;
 4. trains one classifier per arm (`latentlab.train.fit_classifier`), all from the seed's initial weights, selected on
    the balanced validation split, and scores it on the balanced test split: tail-class and overall average
    precision, balanced accuracy, per-class recall, AUC;
@@ -58,9 +62,16 @@ from latentlab.oracle import Oracle, train_oracle
 from latentlab.samplers.cam_fusion import Fusion, cam_fusion, channel_max_projection, code_cams, sparse_codes
 from latentlab.utils import batched
 
-ARMS = ("none", "oversample", "reweight", "random-mask", "cam-fusion", "cam-fusion+refine")
-FUSION_ARMS = {"random-mask": "random", "cam-fusion": "cam", "cam-fusion+refine": "cam"}
+ARMS = ("none", "oversample", "reweight", "reweight-tail", "random-mask", "shuffled-mask", "random-partner",
+        "cam-fusion", "cam-fusion+reweight", "cam-fusion+refine")
+# The fusions a seed draws (`Seed.fuse`): kind -> (masks, partners) of `cam_fusion`; and the kind each fusion arm adds.
+FUSIONS = {"cam": ("cam", "cam"), "shuffled": ("shuffled", "cam"), "random": ("random", "cam"),
+           "random-partner": ("cam", "random")}
+FUSION_ARMS = {"random-mask": "random", "shuffled-mask": "shuffled", "random-partner": "random-partner",
+               "cam-fusion": "cam", "cam-fusion+reweight": "cam", "cam-fusion+refine": "cam"}
+CONTROLS = {"shuffled-mask": "shuffled", "random-mask": "random", "random-partner": "random-partner"}  # quality rows
 SYNTHETIC_ARMS = ("oversample", *FUSION_ARMS)  # the arms that add images to the long-tailed set
+BALANCED_ARMS = ("reweight", "cam-fusion+reweight")  # a class-balanced loss over every class
 FIRST_SYNTHETIC_EPOCH = 0  # they add them to the training set itself: every epoch sees them
 GATE_IMAGES = 1000  # held-out images per reconstruction gate (a fixed subset, the same for every seed)
 AGREEMENT_RATIO = 0.8  # fused images must keep their tail label this often, relative to real tail images
@@ -79,6 +90,7 @@ class Config(Params):
     imbalance: dict                 # rho per dataset: head-class over tail-class images
     n_max: dict                     # head-class images per dataset (absent: all)
     n_tail: int                     # rarest classes marked tail (binary data: the minority class only)
+    tail_order: str                 # "fixed" (label order along the profile) or "seeded" (`tail_order`)
     n_augment: int                  # images added per tail class by every augmenting arm
     ae_pretrained: str | None       # a from_pretrained name (a Stable Diffusion VAE); None trains one here
     ae_subfolder: str | None
@@ -108,6 +120,7 @@ class Config(Params):
         unknown = set(self.arms) - set(ARMS)
         if unknown:
             raise ValueError(f"Unknown arms {sorted(unknown)}. Choose from: {', '.join(ARMS)}.")
+        tail_order(2, 0, self.tail_order)  # refuses an unknown TAIL_ORDER before any worker starts
         if not 0 <= self.refine_steps <= self.refine_schedule or max(self.refine_grid) > self.refine_schedule:
             raise ValueError(f"Refinement steps must lie in [0, REFINE_SCHEDULE={self.refine_schedule}].")
 
@@ -143,6 +156,17 @@ def minority_subset(y, rho: float, seed: int, n_max: int | None = None) -> np.nd
     return np.sort(np.concatenate(keep))
 
 
+def tail_order(n_classes: int, seed: int, how: str) -> np.ndarray:
+    """The classes in the order of the long-tail profile (most images first, the last `n_tail` are the tail): label
+    order for "fixed" (so the tail is always the same classes), a permutation drawn with the seed for "seeded"
+    (so each seed's tail is another draw of classes, and a verdict is not about a few particular ones)."""
+    if how == "fixed":
+        return np.arange(n_classes)
+    if how == "seeded":
+        return np.random.default_rng([seed, 5]).permutation(n_classes)
+    raise ValueError(f"Unknown TAIL_ORDER {how!r}. Choose 'fixed' or 'seeded'.")
+
+
 def long_tailed(full: data.Dataset, seed: int, cfg: Config) -> tuple[data.Dataset, list[int], np.ndarray]:
     """The seed's long-tailed subset of a training split `full`, its tail classes, and its rows in `full`."""
     dataset = full.info.name
@@ -157,7 +181,8 @@ def long_tailed(full: data.Dataset, seed: int, cfg: Config) -> tuple[data.Datase
     if full.n_classes == 2:
         idx = minority_subset(full.y.numpy(), rho, seed, n_max)
     else:
-        idx = data.long_tail_subset(full.y, rho=rho, profile="exp", n_max=n_max, seed=seed)
+        order = tail_order(full.n_classes, seed, cfg.tail_order)
+        idx = data.long_tail_subset(full.y, rho=rho, profile="exp", n_max=n_max, seed=seed, order=order)
     counts = np.bincount(full.y[idx].numpy(), minlength=full.n_classes)
     n_tail = min(cfg.n_tail, full.n_classes - 1)  # binary data: the minority class alone
     return full.subset(idx), sorted(np.argsort(counts, kind="stable")[:n_tail].tolist()), idx
@@ -204,7 +229,8 @@ class Seed:
         return self.full.info.name
 
     def fuse(self, masks: str, partners: str = "cam") -> Fusion:
-        """n_augment fused samples per tail class (the same draw for a given seed, mask and partner kind)."""
+        """n_augment fused samples per tail class (the same draw for a given seed, mask and partner kind; the same
+        pairs for every mask kind)."""
         gen = torch.Generator().manual_seed(self.seed)
         return cam_fusion(self.stage1, self.latents, self.train.y, self.tail, self.cfg.n_augment,
                           k=self.cfg.k_neighbours, masks=masks, partners=partners, generator=gen)
@@ -247,7 +273,7 @@ def oversample(s: Seed) -> tuple[torch.Tensor, torch.Tensor]:
 
 def arm_data(s: Seed, arm: str, fused: dict[str, Fusion]) -> data.Dataset:
     """The training set of an arm: the long-tailed set plus the arm's extra images."""
-    if arm in ("none", "reweight"):
+    if arm in ("none", "reweight", "reweight-tail"):
         return s.train
     if arm == "oversample":
         x, y = oversample(s)
@@ -258,8 +284,22 @@ def arm_data(s: Seed, arm: str, fused: dict[str, Fusion]) -> data.Dataset:
 
 
 def arm_classifier(cfg: Config, arm: str) -> ClfConfig:
-    """The classifier an arm trains: cfg.clf, with a class-balanced loss for `reweight`."""
-    return cfg.clf.replace(class_weight="balanced") if arm == "reweight" else cfg.clf
+    """The classifier an arm trains: cfg.clf, with a class-balanced loss for the `BALANCED_ARMS`."""
+    return cfg.clf.replace(class_weight="balanced") if arm in BALANCED_ARMS else cfg.clf
+
+
+def tail_weights(y: torch.Tensor, n_classes: int, tail: list[int], n_augment: int) -> torch.Tensor:
+    """`reweight-tail`'s per-class loss weights: (n_c + n_augment) / n_c for a tail class c with n_c images, 1 for the
+    others: in expectation the loss of adding n_augment copies of each tail class, the classes augmentation adds to
+    (multi-hot labels: n_c counts the images carrying label c)."""
+    y = torch.as_tensor(y)
+    counts = (y.sum(0) if y.ndim == 2 else torch.bincount(y.long(), minlength=n_classes)).double()
+    weight = torch.ones(n_classes, dtype=torch.float64)
+    t = torch.tensor(tail)
+    if (counts[t] == 0).any():
+        raise ValueError(f"A tail class in {tail} has no images.")
+    weight[t] = (counts[t] + n_augment) / counts[t]
+    return weight.float()
 
 
 def scores(y: torch.Tensor, probs: torch.Tensor, task: str, tail: list[int]) -> dict[str, float]:
@@ -280,10 +320,12 @@ def kept_check(fit: train.FitResult) -> dict[str, float]:
     return {"best_epoch": fit.best_epoch, "val_accuracy": fit.history[fit.best_epoch].get("val_accuracy", np.nan)}
 
 
-def fit_arm(train_set: data.Dataset, val: data.Dataset, clf: ClfConfig, seed: int, arm: str) -> train.FitResult:
-    """One arm's classifier; no validation check (so no kept model) before the arm's first synthetic epoch."""
+def fit_arm(train_set: data.Dataset, val: data.Dataset, clf: ClfConfig, seed: int, arm: str,
+            weight: torch.Tensor | None = None) -> train.FitResult:
+    """One arm's classifier; no validation check (so no kept model) before the arm's first synthetic epoch. weight:
+    per-class loss weights in place of clf.class_weight's (`reweight-tail`)."""
     hooks = train.Hooks(validate_from=FIRST_SYNTHETIC_EPOCH if arm in SYNTHETIC_ARMS else 0)
-    return train.fit_classifier(train_set, val, clf, seed, hooks=hooks)
+    return train.fit_classifier(train_set, val, clf, seed, hooks=hooks, weight=weight)
 
 
 def classifier_rows(s: Seed, fused: dict[str, Fusion], val: data.Dataset, test: data.Dataset) -> list[dict]:
@@ -292,7 +334,9 @@ def classifier_rows(s: Seed, fused: dict[str, Fusion], val: data.Dataset, test: 
     rows = []
     for arm in s.cfg.arms:
         clock = time.process_time()
-        fit = fit_arm(arm_data(s, arm, fused), val, arm_classifier(s.cfg, arm), s.seed, arm)
+        weight = (tail_weights(s.train.y, s.train.n_classes, s.tail, s.cfg.n_augment) if arm == "reweight-tail"
+                  else None)
+        fit = fit_arm(arm_data(s, arm, fused), val, arm_classifier(s.cfg, arm), s.seed, arm, weight)
         probs = train.predict_proba(fit.model, test.x, task=test.info.task)
         values = scores(test.y, probs, test.info.task, s.tail) | kept_check(fit)
         if arm in SYNTHETIC_ARMS:
@@ -332,7 +376,7 @@ def image_quality(oracle: Oracle, x: torch.Tensor, labels: torch.Tensor, ref_fea
 def quality_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle) -> list[dict]:
     """`image_quality` of the fused images per refinement step count, with the CPU seconds of refining and
     decoding; and the same for three references: other real tail images, their AutoencoderKL reconstructions, and
-    random-mask fusion."""
+    the fusion controls among the arms (`CONTROLS`)."""
     ref, alt, alt_labels = reference_images(s, s.cfg.n_fid)
     ref_features = classifier_features(oracle.model, ref)
 
@@ -341,8 +385,9 @@ def quality_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle) -> list[dict
         return results.rows(s.dataset, arm, s.seed, values, refine_steps=steps)
 
     rows = measure("real", alt, alt_labels) + measure("vae-recon", batched(s.codec.forward, alt, 512), alt_labels)
-    if "random" in fused:
-        rows += measure("random-mask", s.images(fused["random"].latents), fused["random"].labels)
+    for arm, kind in CONTROLS.items():
+        if kind in fused:
+            rows += measure(arm, s.images(fused[kind].latents), fused[kind].labels)
     f = fused["cam"]
     for steps in s.cfg.refine_grid:
         clock = time.process_time()
@@ -438,7 +483,7 @@ def run_seed(task: dict) -> list[dict]:
     s = prepare(full, seed, cfg)
     clock = time.process_time()
     kinds = {FUSION_ARMS[a] for a in cfg.arms if a in FUSION_ARMS} | {"cam"}
-    fused = {kind: s.fuse(kind) for kind in sorted(kinds)}
+    fused = {kind: s.fuse(*FUSIONS[kind]) for kind in sorted(kinds)}
     s.cpu_seconds["fusion"] = time.process_time() - clock
     oracle = train_oracle(dataset, cfg.oracle)
     rows = classifier_rows(s, fused, val, test) + quality_rows(s, fused, oracle)

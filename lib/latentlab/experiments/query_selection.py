@@ -29,16 +29,18 @@ A task is {"cfg": Config, "dataset", "seed"} (`latentlab.grid.tasks`). `run_seed
 (`run_doubled`) trains the first seed's encoders for twice their epochs (the 5-NN accuracy `knn_accuracy_2x`, a gate
 row) and Random's classifier at twice CLF_STEPS and CLF_MIN_EPOCHS per budget n (`val_accuracy_2x`, a result row).
 `convergence_gates` then reads both tables: an encoder passes when doubling its budget moves its 5-NN accuracy by
-less than 1 point; the classifier at budget n (check `val_accuracy (n_labelled = <n>)`, instrument 'classifier')
-when it moves Random's validation accuracy by less than max(1 point, the sd of that accuracy over seeds). A claim
-(`instruments_of`) rests on the encoders of its arms and on the classifier; `verdicts` compares at each n with the
-classifier's gate at that n only, so a classifier that has not converged at n = 1000 makes only the claims at
-n = 1000 untested.
+less than max(1 point, the sd of that accuracy over seeds); the classifier at budget n (check `val_accuracy
+(n_labelled = <n>)`, instrument 'classifier') when it moves Random's validation accuracy by less than max(1 point,
+the sd of that accuracy over seeds). A claim (`instruments_of`) rests on the encoders of its arms and on the
+classifier; `verdicts` compares at each n with the classifier's gate at that n only, so a classifier that has not
+converged at n = 1000 makes only the claims at n = 1000 untested.
 
-**Beyond the grid.** `tsne_weight_sweep` / `best_tsne_weight`: TSNE_WEIGHT None is chosen among TSNE_WEIGHTS on
-the validation codes of the first dataset and seed. `scale_tasks` / `scaled_encoders`: the scale check, SCALE x the
-encoders' updates on SCALE_SEEDS for HEADLINE_ARMS at the smallest n. `single_run_reach`: how often one run of ours
-shows the paper's single-run gap (share of seeds, and a normal approximation with the seed sd).
+**Beyond the grid.** `tsne_weight_sweep` / `best_tsne_weight`: TSNE_WEIGHT None is chosen among TSNE_WEIGHTS on the
+validation codes of the first dataset and seed. `budget_sweep` / `settled_budget` / `write_budget_sweep`: the record
+(configs/03_encoder_budget.csv, `make choices`) that AE_LR and AE_STEPS were read off, on validation codes.
+`scale_tasks` / `scaled_encoders`: the scale check, SCALE x the encoders' updates on SCALE_SEEDS for HEADLINE_ARMS
+at the smallest n. `single_run_reach`: how often one run of ours shows the paper's single-run gap (share of seeds,
+and a normal approximation with the seed sd).
 
 Arm names: 'random'; 'ae-error' (the images the conv AE at `ae_latent` reconstructs worst); 'stratified' (n / K
 images of each of the K classes, drawn with the pool's true labels: an oracle no cold start has, the balanced
@@ -98,7 +100,7 @@ class Config(Params):
     ae_width: int
     ae_steps: int
     ae_batch: int
-    ae_lr: float
+    ae_lr: float | dict         # one rate, or {encoder family ('conv', 'vae', 'tsne'): rate}
     tsne_perplexity: float
     tsne_weight: float | None   # None: chosen on the validation codes from tsne_weights (`tsne_weight_sweep`)
     tsne_weights: tuple[float, ...]  # the candidates of that choice
@@ -125,11 +127,11 @@ class Config(Params):
             raise ValueError("TSNE_WEIGHT None is chosen from TSNE_WEIGHTS on validation codes; give candidates.")
 
 
-def per_dataset(value, dataset: str):
-    """`value`, or value[dataset] when it is a {dataset: value} mapping."""
+def per_dataset(value, dataset: str, what: str = "dataset"):
+    """`value`, or value[dataset] when it is a {dataset: value} mapping (`what` names the key in the error)."""
     if isinstance(value, dict):
         if dataset not in value:
-            raise ValueError(f"No entry for dataset {dataset!r} in {value!r}.")
+            raise ValueError(f"No entry for {what} {dataset!r} in {value!r}.")
         return value[dataset]
     return value
 
@@ -201,7 +203,7 @@ def encoder_config(name: str, n_images: int, cfg: Config, seed: int, factor: int
     kind, latent = ENCODER.match(name).groups()
     common = dict(latent_dim=int(latent) if latent else cfg.ae_latent, width=cfg.ae_width,
                   epochs=factor * epochs_for(cfg.ae_steps, n_images, cfg.ae_batch), batch_size=cfg.ae_batch,
-                  lr=cfg.ae_lr, seed=seed)
+                  lr=float(per_dataset(cfg.ae_lr, kind, "encoder family")), seed=seed)
     if kind == "tsne":
         if cfg.tsne_weight is None:
             raise ValueError("TSNE_WEIGHT is None: choose it on validation first (`tsne_weight_sweep`, then "
@@ -463,6 +465,78 @@ def best_tsne_weight(sweep: pd.DataFrame) -> float:
     return float(acc[acc == acc.max()].index.min())
 
 
+# --------------------------------------------------------------------------- encoder budgets, chosen on validation
+
+
+def budget_sweep(task: dict) -> list[dict]:
+    """One candidate (learning rate, updates) of one encoder family (task {"cfg", "dataset", "seed", "encoder",
+    "lr", "steps"}): the encoder trained with them on the seed's pool (`fit_encoder`, so a candidate equal to the
+    config's is the very model of `run_seed`, from the cache), and the 5-NN accuracy of its validation codes, the
+    value of the encoders' gates. A tidy row (arm = encoder, metric 'knn_accuracy', columns ae_lr and ae_steps).
+    Validation images only: AE_LR and AE_STEPS of the parameters cell were read off this sweep
+    (`budget_sweep_tasks`; the record is configs/03_encoder_budget.csv, `make choices`)."""
+    cfg, dataset, seed, encoder = task["cfg"], task["dataset"], task["seed"], task["encoder"]
+    kind = ENCODER.match(encoder).group(1)
+    lrs = dict(cfg.ae_lr) if isinstance(cfg.ae_lr, dict) else dict.fromkeys(ENCODER_KINDS, cfg.ae_lr)
+    cfg = cfg.replace(ae_lr=lrs | {kind: float(task["lr"])}, ae_steps=int(task["steps"]))
+    pool, _ = seed_data(dataset, seed, cfg)
+    val = val_set(dataset, cfg.n_val)
+    model = fit_encoder(encoder, pool.x, cfg, seed)
+    acc = gates.knn_accuracy(encode_all(model, pool.x), pool.y, encode_all(model, val.x), val.y)
+    return results.rows(dataset, encoder, seed, {"knn_accuracy": acc}, n_labelled=0, encoder=encoder,
+                        method="budget", ae_lr=float(task["lr"]), ae_steps=int(task["steps"]))
+
+
+def budget_sweep_tasks(cfg: Config, encoders, lrs, steps, seeds=None, datasets=None) -> list[dict]:
+    """Every (dataset, seed, encoder, learning rate, updates) of a budget sweep (defaults: the config's seeds and
+    datasets); the t-SNE encoder needs TSNE_WEIGHT set (`tsne_weight_sweep` first)."""
+    return [{"cfg": cfg, "dataset": d, "seed": s, "encoder": e, "lr": float(lr), "steps": int(n)}
+            for d in (datasets or cfg.datasets) for s in (seeds or cfg.seeds) for e in encoders for lr in lrs
+            for n in steps]
+
+
+def settled_budget(sweep: pd.DataFrame, tol: float = TOL) -> pd.DataFrame:
+    """Per encoder family and learning rate of a `budget_sweep`: the mean validation 5-NN accuracy over seeds at each
+    budget, and `settled`, the smallest budget whose next candidate moves that mean by less than tol; then the rate
+    whose settled accuracy is highest is `chosen` (one row per family). NaN / False where no budget settles."""
+    acc = sweep[sweep["metric"] == "knn_accuracy"].groupby(["arm", "ae_lr", "ae_steps"])["value"].mean()
+    rows = []
+    for (arm, lr), g in acc.groupby(level=["arm", "ae_lr"]):
+        g = g.droplevel(["arm", "ae_lr"]).sort_index()
+        moves = (g.shift(-1) - g).abs()
+        ok = moves[moves < tol]
+        steps = int(ok.index[0]) if len(ok) else None
+        rows.append({"encoder": arm, "ae_lr": lr, "settled_steps": steps,
+                     "knn_accuracy": float(g[steps]) if steps is not None else float("nan"),
+                     "accuracy_by_steps": {int(k): round(float(v), 4) for k, v in g.items()}})
+    out = pd.DataFrame(rows)
+    best = out.dropna(subset=["knn_accuracy"]).groupby("encoder")["knn_accuracy"].idxmax()
+    return out.assign(chosen=out.index.isin(best.to_numpy()))
+
+
+BUDGET_LRS = (0.01, 0.003)  # the candidates of `write_budget_sweep` (`make choices`)
+BUDGET_STEPS = (1000, 3000, 6000)
+
+
+def write_budget_sweep(path=None, workers: int | None = None) -> pd.DataFrame:
+    """The record AE_LR and AE_STEPS were read off (`make choices`): `budget_sweep` of every encoder family at the
+    rates BUDGET_LRS and budgets BUDGET_STEPS on the unbalanced pool, seeds 0 and 1, the rest as the notebook's
+    parameters cell (the t-SNE weight chosen first, as the notebook does). Writes configs/03_encoder_budget.csv
+    (validation images only) and returns its `settled_budget`."""
+    from latentlab import grid
+    from latentlab.config import CONFIGS, REPO
+    from latentlab.runner import parameters_of
+
+    cfg = Config.from_parameters(parameters_of(REPO / "notebooks" / f"{Config.NOTEBOOK}.ipynb", "default"))
+    sweep = grid.table(tsne_weight_sweep, sweep_tasks(cfg), workers=workers, desc="t-SNE weight")  # the notebook's
+    cfg = cfg.replace(tsne_weight=best_tsne_weight(sweep), datasets=(UNBALANCED,), seeds=(0, 1))
+    table = grid.table(budget_sweep, budget_sweep_tasks(cfg, ["conv", "vae", "tsne"], BUDGET_LRS, BUDGET_STEPS),
+                       workers=workers, desc="encoder budgets")
+    path = CONFIGS / "03_encoder_budget.csv" if path is None else path
+    table.assign(tsne_weight=cfg.tsne_weight).to_csv(path, index=False)
+    return settled_budget(table)
+
+
 # --------------------------------------------------------------------------- scale check
 
 SCALE = 4  # the scale check: this many times the encoders' budget (`scaled_encoders`)
@@ -527,15 +601,20 @@ def _doubled_seed(more: pd.DataFrame, once: pd.DataFrame) -> int:
 
 def encoder_convergence(instruments: pd.DataFrame, tol: float = TOL) -> list[dict]:
     """`knn_accuracy_change` rows (`gates.converged_gate`): per encoder and dataset, how far the 5-NN accuracy of the
-    doubled seed moves from its budget to twice its epochs; passes below tol. NaN (failed) without a doubled row."""
+    doubled seed moves from its budget to twice its epochs; passes below max(tol, the sd of that accuracy over the
+    seeds at the budget), the classifier's rule: a 2-D plane's arrangement varies from run to run (each seed's own
+    local optimum), and a change smaller than that spread is not one more training would remove. NaN (failed)
+    without a doubled row."""
     knn = instruments[instruments["check"].isin(["knn_accuracy", "knn_accuracy_2x"])
                       & ~instruments["instrument"].str.startswith("pca-")]
     rows = []
     for (inst, ds), g in knn.groupby(["instrument", "dataset"], sort=False):
         more, once = g[g["check"] == "knn_accuracy_2x"], g[g["check"] == "knn_accuracy"]
         seed = _doubled_seed(more, once)
+        sd = float(once["value"].std(ddof=1)) if len(once) > 1 else None
         rows += gates.converged_gate(_first(once[once["seed"] == seed]["value"]), _first(more["value"]),
-                                     instrument=inst, dataset=ds, seed=seed, check="knn_accuracy", tol=tol)[2:]
+                                     instrument=inst, dataset=ds, seed=seed, check="knn_accuracy", tol=tol,
+                                     seed_sd=sd)[2:]
     return rows  # [2:]: the values at 1x and 2x are rows of the table already
 
 

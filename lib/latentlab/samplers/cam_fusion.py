@@ -27,9 +27,12 @@ and the tail sample's CAM is read as `maps[reference]` with `reference` a positi
 not its row in the data set, so each tail code is paired with another sample's CAM. It also draws q1, q2 once per
 tail class and one mixing mask per batch; we draw them per fused sample.
 
-The control `masks="random"` keeps everything (pairs, thresholds, mixing) and replaces both CAMs by independent
-U(0, 1) maps: whatever cam-fusion gains over it is due to the CAM masks. The control `partners="random"` keeps the
-CAM masks and pairs each tail sample with any head sample: what the CAM neighbour search adds.
+Three controls each change one thing. `masks="shuffled"` keeps the pairs, thresholds and mixing and permutes the cells
+of each CAM at random (`shuffle_cells`): every map keeps its values, so as many cells pass q1 and q2 as with the CAM,
+only at random places; whatever cam-fusion gains over it is due to *where* the CAMs point. `masks="random"` replaces
+both CAMs by independent U(0, 1) maps, which also changes *how many* cells pass (about half, against the CAMs' few
+salient ones): a second, coarser control. `partners="random"` keeps the CAM masks and pairs each tail sample with
+any head sample: what the CAM neighbour search adds.
 """
 
 from __future__ import annotations
@@ -81,6 +84,8 @@ def channel_max_projection(codes: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- Stage 3: fusion
 
+MASKS = ("cam", "shuffled", "random")  # the method's masks and its two mask controls (see the module docstring)
+
 
 def head_neighbours(tail_maps: torch.Tensor, head_maps: torch.Tensor, k: int = 3) -> np.ndarray:
     """Positions (n_tail, k) in head_maps of the k nearest head CAMs of every tail CAM (Euclidean)."""
@@ -88,6 +93,14 @@ def head_neighbours(tail_maps: torch.Tensor, head_maps: torch.Tensor, k: int = 3
         raise ValueError(f"k must lie in [1, {len(head_maps)}] (the number of head samples); got {k}.")
     index = NearestNeighbors(n_neighbors=k).fit(head_maps.flatten(1).numpy())
     return index.kneighbors(tail_maps.flatten(1).numpy(), return_distance=False)
+
+
+def shuffle_cells(maps: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Maps (N, h, w) with the h*w cells of each permuted at random (its own permutation per map): the same values,
+    at random places."""
+    n, h, w = maps.shape
+    order = torch.argsort(torch.rand(n, h * w, generator=generator), dim=1)
+    return torch.gather(maps.reshape(n, h * w), 1, order).reshape(n, h, w)
 
 
 def draw_thresholds(n: int, generator: torch.Generator | None = None, mean: float = 0.5,
@@ -137,12 +150,13 @@ def cam_fusion(model: IteratedModel, z: torch.Tensor, y: torch.Tensor, tail_clas
 
     y: class labels (N,), or multi-hot labels (N, n_labels) for multi-label data (ChestMNIST: the paper's setting),
     where the head samples are those with none of the tail labels.
-    masks: 'cam' (the method) or 'random' (the control: U(0, 1) maps instead of CAMs, same pairs).
+    masks: 'cam' (the method), 'shuffled' (the control: each CAM's cells permuted, same pairs) or 'random' (U(0, 1)
+    maps instead of CAMs, same pairs).
     partners: 'cam' (the method: one of the k nearest head samples by CAM) or 'random' (the other control: any head
     sample, CAM masks kept).
     """
-    if masks not in ("cam", "random"):
-        raise ValueError(f"Unknown masks {masks!r}. Choose 'cam' or 'random'.")
+    if masks not in MASKS:
+        raise ValueError(f"Unknown masks {masks!r}. Choose one of: {', '.join(MASKS)}.")
     if partners not in ("cam", "random"):
         raise ValueError(f"Unknown partners {partners!r}. Choose 'cam' or 'random'.")
     y = torch.as_tensor(y)
@@ -167,6 +181,8 @@ def cam_fusion(model: IteratedModel, z: torch.Tensor, y: torch.Tensor, tail_clas
     labels = torch.maximum(y[tail_index], y[head_index]) if y.ndim == 2 else y[tail_index]
     if masks == "cam":
         m_tail, m_head = cams[tail_index], cams[head_index]
+    elif masks == "shuffled":
+        m_tail, m_head = (shuffle_cells(cams[rows], generator) for rows in (tail_index, head_index))
     else:
         m_tail, m_head = (torch.rand(cams[tail_index].shape, generator=generator) for _ in range(2))
     q1, q2 = draw_thresholds(len(labels), generator)
