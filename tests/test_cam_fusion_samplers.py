@@ -319,6 +319,29 @@ def test_refinement_moves_further_with_more_steps_and_checks_its_range():
         refine(model, z, steps=11, schedule=10)
 
 
+def test_the_official_refinement_adds_no_noise_it_runs_the_last_ddim_steps_from_z_itself():
+    from diffusers import DDIMScheduler
+
+    from latentlab.models.denoiser import SCHEDULE
+
+    torch.manual_seed(0)
+    model, z = LatentDenoiser(4, 16, 1).eval(), torch.randn(5, 4, 7, 7)
+    gen = torch.Generator().manual_seed(3)
+    out = refine(model, z, 3, schedule=75, generator=gen, mode="official")
+    assert torch.equal(gen.get_state(), torch.Generator().manual_seed(3).get_state())  # no noise drawn
+    scheduler = DDIMScheduler(**SCHEDULE, clip_sample=False)
+    scheduler.set_timesteps(75)
+    by_hand = z.clone()
+    with torch.no_grad():
+        for t in scheduler.timesteps[-3:]:  # the last 3 of 75 steps: t = 26, 13, 0 at 1000 training steps
+            by_hand = scheduler.step(model(by_hand, t), t, by_hand).prev_sample
+    torch.testing.assert_close(out, by_hand, rtol=1e-4, atol=1e-5)
+    sdedit = refine(model, z, 3, schedule=75, generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(out, sdedit)
+    with pytest.raises(ValueError, match="refinement mode"):
+        refine(model, z, 3, mode="ddpm")
+
+
 # --------------------------------------------------------------------------- Frechet distance
 
 

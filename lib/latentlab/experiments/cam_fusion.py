@@ -55,7 +55,7 @@ from latentlab import data, gates, results, train
 from latentlab.config import ClfConfig, OracleConfig, Params
 from latentlab.frechet import classifier_features, frechet_distance_features
 from latentlab.metrics import classification_metrics, per_class_average_precision, predictions
-from latentlab.models.denoiser import DenoiserConfig, LatentDenoiser, fit_denoiser, refine
+from latentlab.models.denoiser import REFINE_MODES, DenoiserConfig, LatentDenoiser, fit_denoiser, refine
 from latentlab.models.iterated import ILConfig, IteratedModel, fit_iterated
 from latentlab.models.latent_kl import KLConfig, LatentCodec, fit_latent_codec
 from latentlab.oracle import Oracle, train_oracle
@@ -109,6 +109,7 @@ class Config(Params):
     denoiser_steps: int
     refine_schedule: int            # N: the DDIM schedule whose last steps refine a fused latent
     refine_steps: int               # N / d of the cam-fusion+refine arm (the official script's 3)
+    refine_mode: str                # "sdedit" (noise, then denoise) or "official" (no added noise), `refine`
     refine_grid: tuple[int, ...]
     n_fid: int                      # real tail images per tail class, the reference of the Frechet distance
     clf: ClfConfig
@@ -121,6 +122,8 @@ class Config(Params):
         if unknown:
             raise ValueError(f"Unknown arms {sorted(unknown)}. Choose from: {', '.join(ARMS)}.")
         tail_order(2, 0, self.tail_order)  # refuses an unknown TAIL_ORDER before any worker starts
+        if self.refine_mode not in REFINE_MODES:
+            raise ValueError(f"Unknown REFINE_MODE {self.refine_mode!r}. Choose one of: {', '.join(REFINE_MODES)}.")
         if not 0 <= self.refine_steps <= self.refine_schedule or max(self.refine_grid) > self.refine_schedule:
             raise ValueError(f"Refinement steps must lie in [0, REFINE_SCHEDULE={self.refine_schedule}].")
 
@@ -238,7 +241,7 @@ class Seed:
     def images(self, latents: torch.Tensor, steps: int = 0) -> torch.Tensor:
         """Images of latents after `steps` refinement steps (seeded noise)."""
         gen = torch.Generator().manual_seed(self.seed + 1)
-        z = refine(self.denoiser, latents, steps, self.cfg.refine_schedule, generator=gen)
+        z = refine(self.denoiser, latents, steps, self.cfg.refine_schedule, generator=gen, mode=self.cfg.refine_mode)
         return batched(self.codec.decode, z, 512)
 
 

@@ -108,13 +108,21 @@ def fit_denoiser(z: torch.Tensor, cfg: DenoiserConfig,
     return train_or_load("latent-denoiser", config, build, train, data=(z,), device=device)
 
 
+REFINE_MODES = ("sdedit", "official")
+
+
 @torch.no_grad()
 def refine(model: LatentDenoiser, z: torch.Tensor, steps: int, schedule: int = 20,
-           generator: torch.Generator | None = None) -> torch.Tensor:
-    """SDEdit: noise z to the start of the last `steps` of a `schedule`-step DDIM schedule, then denoise.
+           generator: torch.Generator | None = None, mode: str = "sdedit") -> torch.Tensor:
+    """Run the last `steps` of a `schedule`-step DDIM schedule on z.
 
-    steps = 0 returns z itself; steps = schedule starts from (almost) pure noise, i.e. full generation.
+    mode "sdedit": noise z to the start of those steps first (steps = schedule starts from almost pure noise, i.e.
+    full generation); "official" (the paper's released code): take z itself as the noisy latent at the first of
+    those steps and denoise it, adding no noise (so with a long schedule and few steps, a small correction).
+    steps = 0 returns z itself.
     """
+    if mode not in REFINE_MODES:
+        raise ValueError(f"Unknown refinement mode {mode!r}. Choose 'sdedit' or 'official'.")
     from diffusers import DDIMScheduler
 
     if not 0 <= steps <= schedule:
@@ -125,8 +133,11 @@ def refine(model: LatentDenoiser, z: torch.Tensor, steps: int, schedule: int = 2
     scheduler.set_timesteps(schedule)
     timesteps = scheduler.timesteps[-steps:]
     device = module_device(model)
-    noise = torch.randn(z.shape, generator=generator).to(device)
-    zt = scheduler.add_noise(z.to(device), noise, timesteps[:1])
+    if mode == "sdedit":
+        noise = torch.randn(z.shape, generator=generator).to(device)
+        zt = scheduler.add_noise(z.to(device), noise, timesteps[:1])
+    else:
+        zt = z.to(device)
     model.eval()
     for t in timesteps:
         zt = scheduler.step(model(channels_last(zt), t), t, zt).prev_sample  # NHWC: see utils.channels_last
