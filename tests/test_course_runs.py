@@ -20,7 +20,7 @@ TINY = [
      "config.apply_profile(globals(), PROFILE, '07_tiny', ['N'])\nconfig.announce(PROFILE)", []),
     ("import matplotlib.pyplot as plt\nfrom latentlab import plotting\n"
      "fig, ax = plt.subplots()\nax.plot(range(N))\nax.set_title('line')\nplotting.savefig(fig, 'line', '07_tiny')\n"
-     "print('N is', N)", []),
+     "plt.show()\nprint('N is', N)", []),
 ]
 
 
@@ -80,14 +80,19 @@ def test_run_writes_build_profile_and_leaves_the_tracked_tree_clean(tiny_repo, c
     assert str(out) in printed and str(figs) in printed  # it says where things are
 
 
-def test_figures_writes_in_place_with_a_manifest(tiny_repo):
+def test_figures_writes_in_place_with_a_manifest(tiny_repo, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # a headless shell's backend must not reach the kernel
     runner.figures("default", "07*")
     figs = tiny_repo / "figures" / "07_tiny"
     manifest = json.loads((figs / "MANIFEST.json").read_text())
     assert manifest["parameters"] == {"N": 3} and manifest["profile"] == "default"
     executed = nbformat.read(tiny_repo / "notebooks" / "07_tiny.ipynb", as_version=4)
     assert any("N is 3" in o.get("text", "") for o in executed.cells[-1].outputs)
+    assert any("image/png" in o.get("data", {}) for o in executed.cells[-1].outputs)  # the figure is an output
     assert not (tiny_repo / "build").exists()
+    import os
+
+    assert os.environ["MPLBACKEND"] == "Agg"  # and the caller's environment is as it was
 
 
 def test_smoke_figures_say_smoke_in_every_title(tmp_path, monkeypatch):

@@ -112,8 +112,13 @@ def execute(src: Path, dst: Path, profile: str) -> float:
     status = _git("status", "--porcelain", "--untracked-files=no")  # the tree that ran, before the run changes it
     LAST_RUN.update(commit=_git("rev-parse", "HEAD"), dirty=None if status is None else bool(status))
     start, cpu = time.perf_counter(), _children_cpu()
-    pm.execute_notebook(str(src), str(dst), parameters=params, cwd=str(NOTEBOOKS), kernel_name="python3",
-                        progress_bar=False, log_output=False, request_save_on_cell_execute=False)
+    backend = os.environ.pop("MPLBACKEND", None)  # e.g. Agg from a headless shell: the kernel keeps its inline
+    try:                                          # backend, so every figure is an output of the notebook
+        pm.execute_notebook(str(src), str(dst), parameters=params, cwd=str(NOTEBOOKS), kernel_name="python3",
+                            progress_bar=False, log_output=False, request_save_on_cell_execute=False)
+    finally:
+        if backend is not None:
+            os.environ["MPLBACKEND"] = backend
     seconds = time.perf_counter() - start
     LAST_RUN.update(wall_s=round(seconds, 1), cpu_s=round(_children_cpu() - cpu, 1))
     _strip(dst, profile, params)
