@@ -174,3 +174,20 @@ def test_the_budget_sweep_measures_the_gates_value_and_its_own_candidate_is_the_
     assert qs.encoder_config("vae", 150, cfg.replace(ae_steps=8), 0).epochs == 2
     with pytest.raises(ValueError, match="encoder family 'conv'"):
         qs.encoder_config("conv", 150, cfg.replace(ae_lr={"vae": 0.003}), 0)
+
+
+def test_settled_budget_is_the_first_budget_whose_next_moves_the_mean_less_than_a_point_by_hand():
+    rows = [("vae", 0.003, 1000, [0.50, 0.52]), ("vae", 0.003, 3000, [0.58, 0.60]), ("vae", 0.003, 6000, [0.585, 0.6]),
+            ("vae", 0.01, 1000, [0.55, 0.55]), ("vae", 0.01, 3000, [0.60, 0.62]), ("vae", 0.01, 6000, [0.55, 0.57]),
+            ("conv", 0.01, 1000, [0.60, 0.60]), ("conv", 0.01, 3000, [0.605, 0.605])]
+    sweep = pd.DataFrame([{"arm": e, "ae_lr": lr, "ae_steps": n, "seed": s, "metric": "knn_accuracy", "value": v}
+                          for e, lr, n, vs in rows for s, v in enumerate(vs)])
+    out = qs.settled_budget(sweep).set_index(["encoder", "ae_lr"])
+    # vae at 0.003: means 0.51, 0.59, 0.5925: 1000 -> 3000 moves 8 points, 3000 -> 6000 0.25: settled at 3000
+    assert out.loc[("vae", 0.003), "settled_steps"] == 3000
+    assert out.loc[("vae", 0.003), "knn_accuracy"] == pytest.approx(0.59)
+    assert out.loc[("vae", 0.003), "chosen"]
+    # vae at 0.01: means 0.55, 0.61, 0.56: every move is 5 points or more, so no budget settles, and it is not chosen
+    assert pd.isna(out.loc[("vae", 0.01), "settled_steps"]) and not out.loc[("vae", 0.01), "chosen"]
+    # conv: 1000 -> 3000 moves half a point: settled at its smallest budget
+    assert out.loc[("conv", 0.01), "settled_steps"] == 1000 and out.loc[("conv", 0.01), "chosen"]

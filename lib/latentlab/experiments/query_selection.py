@@ -239,6 +239,11 @@ def reconstruction_errors(model: ConvAutoencoder, x: torch.Tensor) -> np.ndarray
     return (reconstruct(model, x) - x).pow(2).flatten(1).sum(1).numpy()
 
 
+def validation_knn(model: ConvAutoencoder, pool: Dataset, val: Dataset) -> float:
+    """The encoders' gate value: the 5-NN accuracy of the validation images' codes, fitted on the pool's codes."""
+    return gates.knn_accuracy(encode_all(model, pool.x), pool.y, encode_all(model, val.x), val.y)
+
+
 def code_knn_accuracy(codes: np.ndarray, y: np.ndarray, seed: int, k: int = 5) -> float:
     """Accuracy of a k-NN classifier on the codes, fitted on one half of the pool and scored on the other (the
     figures' titles; the gates score validation images, `encoder_gates`)."""
@@ -446,7 +451,7 @@ def tsne_weight_sweep(task: dict) -> list[dict]:
     pool, _ = seed_data(dataset, seed, cfg)
     val = val_set(dataset, cfg.n_val)
     model = fit_encoder("tsne", pool.x, cfg.replace(tsne_weight=weight), seed)
-    acc = gates.knn_accuracy(encode_all(model, pool.x), pool.y, encode_all(model, val.x), val.y)
+    acc = validation_knn(model, pool, val)
     return results.rows(dataset, "tsne", seed, {"knn_accuracy": acc}, n_labelled=0, encoder="tsne",
                         method="sweep", tsne_weight=weight)
 
@@ -482,7 +487,7 @@ def budget_sweep(task: dict) -> list[dict]:
     pool, _ = seed_data(dataset, seed, cfg)
     val = val_set(dataset, cfg.n_val)
     model = fit_encoder(encoder, pool.x, cfg, seed)
-    acc = gates.knn_accuracy(encode_all(model, pool.x), pool.y, encode_all(model, val.x), val.y)
+    acc = validation_knn(model, pool, val)
     return results.rows(dataset, encoder, seed, {"knn_accuracy": acc}, n_labelled=0, encoder=encoder,
                         method="budget", ae_lr=float(task["lr"]), ae_steps=int(task["steps"]))
 
@@ -497,8 +502,9 @@ def budget_sweep_tasks(cfg: Config, encoders, lrs, steps, seeds=None, datasets=N
 
 def settled_budget(sweep: pd.DataFrame, tol: float = TOL) -> pd.DataFrame:
     """Per encoder family and learning rate of a `budget_sweep`: the mean validation 5-NN accuracy over seeds at each
-    budget, and `settled`, the smallest budget whose next candidate moves that mean by less than tol; then the rate
-    whose settled accuracy is highest is `chosen` (one row per family). NaN / False where no budget settles."""
+    budget (`accuracy_by_steps`), and `settled_steps`, the smallest budget whose next candidate moves that mean by less
+    than tol (its accuracy: `knn_accuracy`); the rate whose settled accuracy is highest is `chosen` (one row per
+    family and rate). None / NaN / False where no budget settles."""
     acc = sweep[sweep["metric"] == "knn_accuracy"].groupby(["arm", "ae_lr", "ae_steps"])["value"].mean()
     rows = []
     for (arm, lr), g in acc.groupby(level=["arm", "ae_lr"]):
@@ -573,7 +579,7 @@ def run_doubled(task: dict) -> list[dict]:
     rows = []
     for e in encoders_of(arms_of(cfg, dataset)):
         model = fit_encoder(e, pool.x, cfg, seed, factor=2)
-        acc = gates.knn_accuracy(encode_all(model, pool.x), pool.y, encode_all(model, val.x), val.y)
+        acc = validation_knn(model, pool, val)
         rows.append(gates.row(encoder_instrument(e, cfg.ae_latent), dataset, seed, "knn_accuracy_2x", acc))
     view = SeedView(pool, {}, None, {})
     for n in budgets_of(cfg, dataset):
