@@ -40,19 +40,52 @@ def test_the_tsne_weight_is_none_until_chosen_and_the_sweep_picks_the_best_valid
     with pytest.raises(ValueError, match="give candidates"):
         TINY.replace(tsne_weight=None, tsne_weights=())
     tasks = qs.sweep_tasks(undecided)
-    assert [t["weight"] for t in tasks] == [3.0, 10.0] and {t["dataset"] for t in tasks} == {"mnist"}
+    assert [(t["weight"], t["factor"]) for t in tasks] == [(3.0, 1), (3.0, 2), (10.0, 1), (10.0, 2)]
+    assert {t["dataset"] for t in tasks} == {"mnist"} and {t["seed"] for t in tasks} == {0}
     sweep = pd.DataFrame([r for t in tasks for r in qs.tsne_weight_sweep(t)])
-    assert sweep["tsne_weight"].tolist() == [3.0, 10.0] and (sweep["metric"] == "knn_accuracy").all()
+    assert sweep["tsne_weight"].tolist() == [3.0, 3.0, 10.0, 10.0] and (sweep["metric"] == "knn_accuracy").all()
+    assert sweep["factor"].tolist() == [1, 2, 1, 2] and set(sweep["ae_steps"]) == {TINY.ae_steps}
     # each value is sklearn's 5-NN accuracy of the validation codes of the encoder trained with that weight
     pool, _ = qs.seed_data("mnist", 0, TINY)
     val = qs.val_set("mnist", TINY.n_val)
-    model = qs.fit_encoder("tsne", pool.x, TINY.replace(tsne_weight=3.0), 0)  # cached: the sweep's own encoder
-    z, z_val = (autoencoder.encode_all(model, x).numpy() for x in (pool.x, val.x))
-    knn = KNeighborsClassifier(5).fit(z, pool.y.numpy()).score(z_val, val.y.numpy())
-    assert sweep.loc[sweep["tsne_weight"] == 3.0, "value"].item() == pytest.approx(knn)
+    for factor in (1, 2):  # factor 2: the convergence gate's encoder (twice the epochs), from the cache
+        model = qs.fit_encoder("tsne", pool.x, TINY.replace(tsne_weight=3.0), 0, factor)
+        z, z_val = (autoencoder.encode_all(model, x).numpy() for x in (pool.x, val.x))
+        knn = KNeighborsClassifier(5).fit(z, pool.y.numpy()).score(z_val, val.y.numpy())
+        at = (sweep["tsne_weight"] == 3.0) & (sweep["factor"] == factor)
+        assert sweep.loc[at, "value"].item() == pytest.approx(knn)
     by_hand = pd.DataFrame({"metric": "knn_accuracy", "tsne_weight": [1.0, 3.0, 10.0], "value": [0.5, 0.7, 0.7]})
     assert qs.best_tsne_weight(by_hand) == 3.0  # ties: the smaller weight
     assert qs.best_tsne_weight(by_hand.assign(value=[0.9, 0.7, 0.7])) == 1.0
+
+
+def test_the_tsne_weight_is_the_most_accurate_of_the_weights_that_settle_when_the_budget_doubles():
+    def sweep(values):  # (weight, dataset, factor) -> accuracy, one seed
+        return pd.DataFrame([{"metric": "knn_accuracy", "tsne_weight": w, "dataset": d, "seed": 0, "factor": f,
+                              "value": v} for (w, d, f), v in values.items()])
+
+    # 1.0 is the most accurate at 1x but moves 5 points on 'b'; 3.0 and 10.0 settle everywhere, 10.0 is better
+    values = {(1.0, "a", 1): 0.90, (1.0, "a", 2): 0.905, (1.0, "b", 1): 0.80, (1.0, "b", 2): 0.75,
+              (3.0, "a", 1): 0.70, (3.0, "a", 2): 0.70, (3.0, "b", 1): 0.70, (3.0, "b", 2): 0.705,
+              (10.0, "a", 1): 0.72, (10.0, "a", 2): 0.72, (10.0, "b", 1): 0.74, (10.0, "b", 2): 0.735}
+    assert qs.best_tsne_weight(sweep(values)) == 10.0
+    assert qs.best_tsne_weight(sweep(values), tol=0.1) == 1.0  # a looser gate: 1.0 settles too
+    moving = {k: v + (0.05 if k[2] == 2 else 0.0) for k, v in values.items()}  # nothing settles
+    with pytest.warns(UserWarning, match="No candidate t-SNE weight settles"):  # largest moves 0.055, 0.055, 0.05
+        assert qs.best_tsne_weight(sweep(moving)) == 10.0
+
+
+def test_the_notebooks_tsne_weight_is_the_choice_of_its_committed_record():
+    from latentlab.config import REPO
+    from latentlab.runner import parameters_of
+
+    cfg = qs.Config.from_parameters(parameters_of(REPO / "notebooks" / f"{qs.Config.NOTEBOOK}.ipynb", "default"))
+    record = qs.tsne_weight_record()
+    assert set(record["dataset"]) == set(cfg.datasets) and set(record["factor"]) == {1, 2}
+    assert set(record["tsne_weight"]) == set(cfg.tsne_weights) and set(record["ae_steps"]) == {qs.per_dataset(cfg.ae_steps, "tsne")}
+    assert cfg.tsne_weight == qs.best_tsne_weight(record)
+    same, shown = qs.choose_tsne_weight(cfg)  # a weight given: the record is shown, nothing is trained
+    assert same == cfg and shown.equals(record)
 
 
 def test_the_scale_check_runs_the_headline_arms_at_four_times_the_encoders_on_scale_seeds(toy, monkeypatch):  # noqa: F811
@@ -191,3 +224,33 @@ def test_settled_budget_is_the_first_budget_whose_next_moves_the_mean_less_than_
     assert pd.isna(out.loc[("vae", 0.01), "settled_steps"]) and not out.loc[("vae", 0.01), "chosen"]
     # conv: 1000 -> 3000 moves half a point: settled at its smallest budget
     assert out.loc[("conv", 0.01), "settled_steps"] == 1000 and out.loc[("conv", 0.01), "chosen"]
+
+
+def test_the_pretrained_tsne_encoder_starts_from_the_seeds_conv_ae(toy):  # noqa: F811
+    """TSNE_PRETRAIN: the t-SNE-style encoder is the seed's Conv AE (same factor) fine-tuned with the t-SNE term. At a
+    vanishing learning rate the fine-tuning leaves the Conv AE's codes; from random weights, or with another init, the
+    cache keeps separate models; an init of other sizes is refused."""
+    from latentlab.models.tsne_ae import TSNEConfig, fit_tsne_autoencoder
+
+    pool, _ = qs.seed_data("mnist", 0, TINY)
+    still = TINY.replace(ae_lr={"conv": 0.01, "vae": 0.01, "tsne": 1e-12})
+    conv = qs.fit_encoder("conv", pool.x, still, 0)
+    tsne = qs.fit_encoder("tsne", pool.x, still, 0)
+    z_conv, z_tsne = (autoencoder.encode_all(m, pool.x) for m in (conv, tsne))
+    assert torch.allclose(z_tsne, z_conv, atol=1e-5)
+    scratch = qs.fit_encoder("tsne", pool.x, still.replace(tsne_pretrain=False), 0)
+    assert not torch.allclose(autoencoder.encode_all(scratch, pool.x), z_conv, atol=1e-3)
+    doubled = qs.fit_encoder("conv", pool.x, still, 0, factor=2)  # the gate's: the doubled Conv AE is its init
+    assert torch.allclose(autoencoder.encode_all(qs.fit_encoder("tsne", pool.x, still, 0, factor=2), pool.x),
+                          autoencoder.encode_all(doubled, pool.x), atol=1e-5)
+    wide = qs.fit_encoder("conv", pool.x, still.replace(ae_width=4), 0)
+    with pytest.raises(ValueError, match="does not fit"):
+        fit_tsne_autoencoder(pool.x, TSNEConfig(latent_dim=2, width=TINY.ae_width, epochs=1, batch_size=32,
+                                                perplexity=5.0), init=wide)
+
+
+def test_the_scale_check_multiplies_every_familys_updates():
+    cfg = TINY.replace(ae_steps={"conv": 2, "vae": 3, "tsne": 1})
+    assert qs.scaled_encoders(cfg).ae_steps == {"conv": 2 * qs.SCALE, "vae": 3 * qs.SCALE, "tsne": qs.SCALE}
+    assert qs.encoder_config("vae", 64, cfg, 0).epochs == autoencoder.epochs_for(3, 64, cfg.ae_batch)
+    assert qs.scaled_encoders(TINY).ae_steps == qs.SCALE * TINY.ae_steps

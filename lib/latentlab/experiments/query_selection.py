@@ -35,8 +35,10 @@ the sd of that accuracy over seeds). A claim (`instruments_of`) rests on the enc
 classifier; `verdicts` compares at each n with the classifier's gate at that n only, so a classifier that has not
 converged at n = 1000 makes only the claims at n = 1000 untested.
 
-**Beyond the grid.** `tsne_weight_sweep` / `best_tsne_weight`: TSNE_WEIGHT None is chosen among TSNE_WEIGHTS on the
-validation codes of the first dataset and seed. `budget_sweep` / `settled_budget` / `write_budget_sweep`: the record
+**Beyond the grid.** `tsne_weight_sweep` / `best_tsne_weight` / `write_tsne_record`: TSNE_WEIGHT is the most accurate
+of TSNE_WEIGHTS among those whose validation codes settle when the budget doubles, on the first seed of each dataset
+(the record configs/03_tsne_weight.csv, `make choices`; `choose_tsne_weight` shows it, or with TSNE_WEIGHT None makes
+the choice on the first dataset). `budget_sweep` / `settled_budget` / `write_budget_sweep`: the record
 (configs/03_encoder_budget.csv, `make choices`) that AE_LR and AE_STEPS were read off, on validation codes.
 `scale_tasks` / `scaled_encoders`: the scale check, SCALE x the encoders' updates on SCALE_SEEDS for HEADLINE_ARMS
 at the smallest n. `single_run_reach`: how often one run of ours shows the paper's single-run gap (share of seeds,
@@ -98,12 +100,13 @@ class Config(Params):
     pool_size: int | None
     ae_latent: int
     ae_width: int
-    ae_steps: int
+    ae_steps: int | dict        # encoder updates, or {encoder family: updates} (t-SNE's: its fine-tuning)
     ae_batch: int
     ae_lr: float | dict         # one rate, or {encoder family ('conv', 'vae', 'tsne'): rate}
     tsne_perplexity: float
     tsne_weight: float | None   # None: chosen on the validation codes from tsne_weights (`tsne_weight_sweep`)
     tsne_weights: tuple[float, ...]  # the candidates of that choice
+    tsne_pretrain: bool         # the t-SNE-style encoder starts from the seed's Conv AE (parametric t-SNE's pretraining)
     threshold: float            # Algorithm 1's t, in units of the latent spread
     n_clusters: int
     accept: str
@@ -201,8 +204,9 @@ def encoder_config(name: str, n_images: int, cfg: Config, seed: int, factor: int
     """The config of the encoder `name` ('vae', 'conv16', ...) for a pool of n_images (its cache key with the
     pool's images); factor x its epochs (the convergence gate's factor 2 trains exactly twice as long)."""
     kind, latent = ENCODER.match(name).groups()
+    steps = int(per_dataset(cfg.ae_steps, kind, "encoder family"))
     common = dict(latent_dim=int(latent) if latent else cfg.ae_latent, width=cfg.ae_width,
-                  epochs=factor * epochs_for(cfg.ae_steps, n_images, cfg.ae_batch), batch_size=cfg.ae_batch,
+                  epochs=factor * epochs_for(steps, n_images, cfg.ae_batch), batch_size=cfg.ae_batch,
                   lr=float(per_dataset(cfg.ae_lr, kind, "encoder family")), seed=seed)
     if kind == "tsne":
         if cfg.tsne_weight is None:
@@ -213,10 +217,15 @@ def encoder_config(name: str, n_images: int, cfg: Config, seed: int, factor: int
 
 
 def fit_encoder(name: str, pool_x: torch.Tensor, cfg: Config, seed: int, factor: int = 1) -> ConvAutoencoder:
-    """The encoder `name` trained on the pool's images from `seed` (cached by its config and those images)."""
+    """The encoder `name` trained on the pool's images from `seed` (cached by its config and those images). With
+    TSNE_PRETRAIN the t-SNE-style encoder is the seed's Conv AE of its latent size (at the same factor) fine-tuned
+    with the t-SNE term, as parametric t-SNE is trained (van der Maaten 2009): trained from random weights, its 2-D
+    plane is a new arrangement at every budget, and its codes' 5-NN accuracy moves by several points whenever the
+    budget doubles (the convergence gate)."""
     config = encoder_config(name, len(pool_x), cfg, seed, factor)
     if isinstance(config, TSNEConfig):
-        return fit_tsne_autoencoder(pool_x, config)
+        init = fit_encoder(name.replace("tsne", "conv"), pool_x, cfg, seed, factor) if cfg.tsne_pretrain else None
+        return fit_tsne_autoencoder(pool_x, config, init=init)
     return fit_autoencoder(pool_x, config)
 
 
@@ -443,31 +452,94 @@ def run_seed(task: dict) -> list[dict]:
 
 
 def tsne_weight_sweep(task: dict) -> list[dict]:
-    """One candidate of the t-SNE weight (task {"cfg", "dataset", "seed", "weight"}): the t-SNE-style encoder
-    trained with that weight on the seed's pool, and the 5-NN accuracy of its validation codes (a k-NN classifier
-    fitted on the pool's codes), as a tidy row (arm 'tsne', metric 'knn_accuracy', column tsne_weight). Validation
-    images only: no test image is read. The weight with the best accuracy is `best_tsne_weight`."""
+    """One candidate of the t-SNE weight (task {"cfg", "dataset", "seed", "weight"}, optional "factor"): the
+    t-SNE-style encoder trained with that weight on the seed's pool for factor x its epochs (`fit_encoder`, so factor
+    1 is the grid's encoder and factor 2 the convergence gate's, from the cache), and the 5-NN accuracy of its
+    validation codes (a k-NN classifier fitted on the pool's codes), as a tidy row (arm 'tsne', metric
+    'knn_accuracy', columns tsne_weight, ae_steps and factor). Validation images only: no test image is read.
+    `best_tsne_weight` chooses among the candidates."""
     cfg, dataset, seed, weight = task["cfg"], task["dataset"], task["seed"], float(task["weight"])
+    factor = int(task.get("factor", 1))
     pool, _ = seed_data(dataset, seed, cfg)
     val = val_set(dataset, cfg.n_val)
-    model = fit_encoder("tsne", pool.x, cfg.replace(tsne_weight=weight), seed)
+    model = fit_encoder("tsne", pool.x, cfg.replace(tsne_weight=weight), seed, factor)
     acc = validation_knn(model, pool, val)
     return results.rows(dataset, "tsne", seed, {"knn_accuracy": acc}, n_labelled=0, encoder="tsne",
-                        method="sweep", tsne_weight=weight)
+                        method="sweep", tsne_weight=weight, factor=factor,
+                        ae_steps=int(per_dataset(cfg.ae_steps, "tsne", "encoder family")))
 
 
-def sweep_tasks(cfg: Config) -> list[dict]:
-    """The t-SNE weight's candidates (TSNE_WEIGHTS) on the first dataset and seed."""
-    return [{"cfg": cfg, "dataset": cfg.datasets[0], "seed": cfg.seeds[0], "weight": float(w)}
-            for w in cfg.tsne_weights]
+def sweep_tasks(cfg: Config, datasets=None, factors=(1, 2)) -> list[dict]:
+    """The t-SNE weight's candidates (TSNE_WEIGHTS) on the first seed of each dataset (default: the first one), each
+    at factor 1 and 2 x the encoders' epochs (the convergence gate's doubling, so a choice can be a settled one)."""
+    return [{"cfg": cfg, "dataset": d, "seed": cfg.seeds[0], "weight": float(w), "factor": int(f)}
+            for d in (datasets or cfg.datasets[:1]) for w in cfg.tsne_weights for f in factors]
 
 
-def best_tsne_weight(sweep: pd.DataFrame) -> float:
-    """The candidate weight whose codes have the highest validation 5-NN accuracy (ties: the smaller weight)."""
-    acc = sweep[sweep["metric"] == "knn_accuracy"].groupby("tsne_weight")["value"].mean()
-    if acc.empty:
+def best_tsne_weight(sweep: pd.DataFrame, tol: float = TOL) -> float:
+    """The candidate weight whose codes have the highest validation 5-NN accuracy (mean over the sweep's datasets and
+    seeds; ties: the smaller weight), among the settled ones when the sweep doubled the budget (a `factor` 2 row):
+    a weight is settled when doubling moves the accuracy by less than tol on every dataset and seed, the encoders'
+    convergence gate applied before the choice. No settled weight: the one whose largest move is smallest, with a
+    warning (the notebook's gate then says whether it is settled enough)."""
+    rows = sweep[sweep["metric"] == "knn_accuracy"]
+    if rows.empty:
         raise ValueError("The sweep holds no knn_accuracy rows.")
+    factor = rows["factor"] if "factor" in rows else pd.Series(1, index=rows.index)
+    once = rows[factor == 1]
+    acc = once.groupby("tsne_weight")["value"].mean()
+    if (factor == 2).any():
+        keys = ["tsne_weight", "dataset", "seed"]
+        twice = rows[factor == 2].set_index(keys)["value"]
+        moves = (twice - once.set_index(keys)["value"]).abs().groupby(level="tsne_weight").max()
+        settled = moves[moves < tol].index
+        if not len(settled):
+            import warnings
+            warnings.warn(f"No candidate t-SNE weight settles (largest moves {moves.round(4).to_dict()}); choosing "
+                          "the one that moves least.", stacklevel=2)
+            settled = moves[moves == moves.min()].index
+        acc = acc[acc.index.isin(settled)]
     return float(acc[acc == acc.max()].index.min())
+
+
+TSNE_RECORD = "03_tsne_weight.csv"  # configs/<this>: the t-SNE weight's sweep, written by `make choices`
+
+
+def tsne_weight_record(path=None) -> pd.DataFrame:
+    """The record TSNE_WEIGHT was read off (configs/03_tsne_weight.csv, `write_tsne_record`)."""
+    from latentlab.config import CONFIGS
+
+    path = CONFIGS / TSNE_RECORD if path is None else path
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: `make choices` writes it (validation images only).")
+    return pd.read_csv(path)
+
+
+def choose_tsne_weight(cfg: Config, workers: int | None = None) -> tuple[Config, pd.DataFrame]:
+    """The notebook's t-SNE weight and the sweep behind it: TSNE_WEIGHT as given, shown beside the record it was
+    read off (`tsne_weight_record`); with TSNE_WEIGHT None, chosen here (`best_tsne_weight` of a sweep of
+    TSNE_WEIGHTS, 1x and 2x, on the first dataset's first seed: validation images only), e.g. for a dataset the
+    record does not cover."""
+    if cfg.tsne_weight is not None:
+        return cfg, tsne_weight_record()
+    from latentlab import grid
+
+    sweep = grid.table(tsne_weight_sweep, sweep_tasks(cfg), workers=workers, desc="t-SNE weight")
+    return cfg.replace(tsne_weight=best_tsne_weight(sweep)), sweep
+
+
+def write_tsne_record(path=None, workers: int | None = None) -> float:
+    """The record TSNE_WEIGHT was read off (`make choices`): `tsne_weight_sweep` of every candidate of the default
+    parameters cell's TSNE_WEIGHTS at 1x and 2x its encoder budget, on the first seed of both of its datasets.
+    Writes configs/03_tsne_weight.csv and returns `best_tsne_weight` of it."""
+    from latentlab import grid
+    from latentlab.config import CONFIGS, REPO
+    from latentlab.runner import parameters_of
+
+    cfg = Config.from_parameters(parameters_of(REPO / "notebooks" / f"{Config.NOTEBOOK}.ipynb", "default"))
+    sweep = grid.table(tsne_weight_sweep, sweep_tasks(cfg, cfg.datasets), workers=workers, desc="t-SNE weight")
+    sweep.to_csv(CONFIGS / TSNE_RECORD if path is None else path, index=False)
+    return best_tsne_weight(sweep)
 
 
 # --------------------------------------------------------------------------- encoder budgets, chosen on validation
@@ -527,15 +599,15 @@ BUDGET_STEPS = (1000, 3000, 6000)
 def write_budget_sweep(path=None, workers: int | None = None) -> pd.DataFrame:
     """The record AE_LR and AE_STEPS were read off (`make choices`): `budget_sweep` of every encoder family at the
     rates BUDGET_LRS and budgets BUDGET_STEPS on the unbalanced pool, seeds 0 and 1, the rest as the notebook's
-    parameters cell (the t-SNE weight chosen first, as the notebook does). Writes configs/03_encoder_budget.csv
-    (validation images only) and returns its `settled_budget`."""
+    parameters cell (its TSNE_WEIGHT; None: the choice of the t-SNE record, `write_tsne_record`, which `make choices`
+    writes first). Writes configs/03_encoder_budget.csv (validation images only) and returns its `settled_budget`."""
     from latentlab import grid
     from latentlab.config import CONFIGS, REPO
     from latentlab.runner import parameters_of
 
     cfg = Config.from_parameters(parameters_of(REPO / "notebooks" / f"{Config.NOTEBOOK}.ipynb", "default"))
-    sweep = grid.table(tsne_weight_sweep, sweep_tasks(cfg), workers=workers, desc="t-SNE weight")  # the notebook's
-    cfg = cfg.replace(tsne_weight=best_tsne_weight(sweep), datasets=(UNBALANCED,), seeds=(0, 1))
+    weight = cfg.tsne_weight if cfg.tsne_weight is not None else best_tsne_weight(tsne_weight_record())
+    cfg = cfg.replace(tsne_weight=weight, datasets=(UNBALANCED,), seeds=(0, 1))
     table = grid.table(budget_sweep, budget_sweep_tasks(cfg, ["conv", "vae", "tsne"], BUDGET_LRS, BUDGET_STEPS),
                        workers=workers, desc="encoder budgets")
     path = CONFIGS / "03_encoder_budget.csv" if path is None else path
@@ -550,8 +622,9 @@ HEADLINE_ARMS = ("random", "stratified", "vae/clustered-normal", "conv/clustered
 
 
 def scaled_encoders(cfg: Config) -> Config:
-    """The scale check's config: SCALE x the encoders' updates, everything else the same."""
-    return cfg.replace(ae_steps=SCALE * cfg.ae_steps)
+    """The scale check's config: SCALE x the encoders' updates (each family's), everything else the same."""
+    steps = cfg.ae_steps
+    return cfg.replace(ae_steps={k: SCALE * v for k, v in steps.items()} if isinstance(steps, dict) else SCALE * steps)
 
 
 def scale_tasks(cfg: Config) -> list[dict]:

@@ -126,16 +126,31 @@ class TSNEConfig(AEConfig):
     kl_weight: float = 10.0
 
 
-def fit_tsne_autoencoder(x: torch.Tensor, cfg: TSNEConfig,
-                         device: str | torch.device = "auto") -> TSNEAutoencoder:
-    """Train a TSNEAutoencoder on images x, or load it from the cache (as `fit_autoencoder` does for AE / VAE)."""
+def fit_tsne_autoencoder(x: torch.Tensor, cfg: TSNEConfig, device: str | torch.device = "auto",
+                         init: ConvAutoencoder | None = None) -> TSNEAutoencoder:
+    """Train a TSNEAutoencoder on images x, or load it from the cache (as `fit_autoencoder` does for AE / VAE).
+
+    init: a trained ConvAutoencoder of the same sizes whose weights the training starts from (van der Maaten 2009
+    pretrains the network as an autoencoder, then fine-tunes it with the t-SNE cost: the plane's arrangement comes
+    from the pretraining, the t-SNE term sharpens its neighbourhoods); its weights are part of the cache key. None:
+    from a random initialisation."""
     if cfg.batch_size < cfg.perplexity + 2:
         raise ValueError(f"batch_size {cfg.batch_size} is too small for perplexity {cfg.perplexity}: each image "
                          f"needs more than {cfg.perplexity:g} neighbours in its batch. Use batch_size >= "
                          f"{math.ceil(cfg.perplexity) + 2}.")
+    start = None if init is None else {k: v.detach().cpu().contiguous() for k, v in init.state_dict().items()}
 
     def build() -> TSNEAutoencoder:
-        return TSNEAutoencoder(x.shape[1], cfg.latent_dim, cfg.width, x.shape[-1], cfg.perplexity, cfg.kl_weight)
+        model = TSNEAutoencoder(x.shape[1], cfg.latent_dim, cfg.width, x.shape[-1], cfg.perplexity, cfg.kl_weight)
+        if start is not None:  # its weights; buffers of its own training (an AE's val_curve) are not the model's
+            mine = model.state_dict()
+            if set(mine) - set(start) or any(start[k].shape != v.shape for k, v in mine.items()):
+                raise ValueError(f"init does not fit a t-SNE autoencoder of latent {cfg.latent_dim} and width "
+                                 f"{cfg.width}: pretrain a ConvAutoencoder of the same sizes.")
+            model.load_state_dict({k: start[k] for k in mine})
+        return model
 
-    return train_or_load("autoencoder-tsne", {"version": 2, **asdict(cfg)}, build,
-                         lambda model: train_autoencoder(model, x, cfg), data=(x,), device=device)
+    weights = () if start is None else tuple(start.values())
+    key = {"version": 2, **asdict(cfg), **({} if start is None else {"init": "pretrained"})}
+    return train_or_load("autoencoder-tsne", key, build,
+                         lambda model: train_autoencoder(model, x, cfg), data=(x, *weights), device=device)
