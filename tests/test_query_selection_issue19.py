@@ -82,7 +82,8 @@ def test_the_notebooks_tsne_weight_is_the_choice_of_its_committed_record():
     cfg = qs.Config.from_parameters(parameters_of(REPO / "notebooks" / f"{qs.Config.NOTEBOOK}.ipynb", "default"))
     record = qs.tsne_weight_record()
     assert set(record["dataset"]) == set(cfg.datasets) and set(record["factor"]) == {1, 2}
-    assert set(record["tsne_weight"]) == set(cfg.tsne_weights) and set(record["ae_steps"]) == {qs.per_dataset(cfg.ae_steps, "tsne")}
+    assert set(record["tsne_weight"]) == set(cfg.tsne_weights)
+    assert set(record["ae_steps"]) == {qs.per_dataset(cfg.ae_steps, "tsne")}
     assert cfg.tsne_weight == qs.best_tsne_weight(record)
     same, shown = qs.choose_tsne_weight(cfg)  # a weight given: the record is shown, nothing is trained
     assert same == cfg and shown.equals(record)

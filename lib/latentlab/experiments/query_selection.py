@@ -106,7 +106,7 @@ class Config(Params):
     tsne_perplexity: float
     tsne_weight: float | None   # None: chosen on the validation codes from tsne_weights (`tsne_weight_sweep`)
     tsne_weights: tuple[float, ...]  # the candidates of that choice
-    tsne_pretrain: bool         # the t-SNE-style encoder starts from the seed's Conv AE (parametric t-SNE's pretraining)
+    tsne_pretrain: bool         # the t-SNE-style encoder starts from the seed's Conv AE (parametric t-SNE)
     threshold: float            # Algorithm 1's t, in units of the latent spread
     n_clusters: int
     accept: str
