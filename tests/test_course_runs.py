@@ -95,6 +95,21 @@ def test_figures_writes_in_place_with_a_manifest(tiny_repo, monkeypatch):
     assert os.environ["MPLBACKEND"] == "Agg"  # and the caller's environment is as it was
 
 
+def test_figures_at_another_profile_write_beside_the_default_and_leave_the_notebook(tiny_repo):
+    before = (tiny_repo / "notebooks" / "07_tiny.ipynb").read_bytes()
+    runner.figures("smoke", "07*")
+    folder = tiny_repo / "figures" / "07_tiny" / "smoke"
+    assert (tiny_repo / "notebooks" / "07_tiny.ipynb").read_bytes() == before  # the default's outputs stay
+    assert (tiny_repo / "figures" / "07_tiny" / "results.csv").read_text() == "committed\n"
+    executed = nbformat.read(folder / "07_tiny.ipynb", as_version=4)
+    assert any("N is 5" in o.get("text", "") for o in executed.cells[-1].outputs)
+    assert (folder / "line.png").exists() and not (tiny_repo / "figures" / "07_tiny" / "line.png").exists()
+    assert json.loads((folder / "MANIFEST.json").read_text())["profile"] == "smoke"
+    import os
+
+    assert config.PROFILE_DIR not in os.environ  # the next default run writes figures/<notebook>/ again
+
+
 def test_smoke_figures_say_smoke_in_every_title(tmp_path, monkeypatch):
     monkeypatch.setenv("LATENTLAB_FIGURES", str(tmp_path))
     config.announce("smoke")

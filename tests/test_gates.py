@@ -103,6 +103,23 @@ def test_reconstruction_gate_against_hand_computed_values():
                         )["oracle_accuracy_recon"]["passed"]
 
 
+def test_error_gate_is_the_label_free_half_of_the_reconstruction_gate():
+    x = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]).view(5, 1, 1, 2)
+    rows = by_check(gates.error_gate(x, x + 0.1, **AT))
+    assert list(rows) == ["mean_image_mse", "recon_mse"]
+    assert rows["mean_image_mse"]["value"] == pytest.approx(0.24) and rows["recon_mse"]["value"] == pytest.approx(0.01)
+    assert rows["recon_mse"]["passed"] and rows["recon_mse"]["threshold"] == pytest.approx(0.6 * 0.24)
+    # a model that died in training outputs the mean image: error = the mean image's, above 0.6 x it
+    dead = by_check(gates.error_gate(x, x.mean(0, keepdim=True).expand_as(x), **AT))
+    assert dead["recon_mse"]["value"] == pytest.approx(0.24) and not dead["recon_mse"]["passed"]
+    with pytest.raises(ValueError, match="same shape"):
+        gates.error_gate(x, x[:2], **AT)
+    # with a ceiling (e.g. PCA's error at the code size) it passes strictly below that error instead
+    rows = by_check(gates.error_gate(x, x + 0.1, **AT, ceiling=0.01))
+    assert rows["recon_mse"]["threshold"] == 0.01 and not rows["recon_mse"]["passed"]
+    assert by_check(gates.error_gate(x, x + 0.1, **AT, ceiling=0.0101))["recon_mse"]["passed"]
+
+
 def test_reconstruction_gate_rejects_mismatched_inputs():
     x, y = draw(10, 0)
     with pytest.raises(ValueError, match="same shape"):
@@ -226,14 +243,28 @@ def test_knn_gate_equals_brute_force_knn():
     assert 0.4 < r["value"] < 0.95  # neither trivial nor perfect: the comparison is informative
 
 
+def test_knn_gate_with_a_floor_passes_only_above_it():
+    rng = np.random.default_rng(0)
+    ya, yb = rng.integers(0, K, 200), rng.integers(0, K, 100)
+    a, b = rng.normal(size=(200, 2)) + ya[:, None], rng.normal(size=(100, 2)) + yb[:, None]
+    acc = brute_knn(a, ya, b, yb, 5)
+    (above,) = gates.knn_gate(a, ya, b, yb, **AT, floor=acc - 0.01)
+    (at,) = gates.knn_gate(a, ya, b, yb, **AT, floor=acc)
+    assert above["passed"] and above["threshold"] == pytest.approx(acc - 0.01) and above["value"] == acc
+    assert not at["passed"]  # strictly above: no better than the floor is not a working encoder
+
+
 def test_pca_reference_equals_svd_projection_and_brute_force_knn():
     (xa, ya), (xb, yb) = draw(150, 0), draw(60, 1)
-    (r,) = gates.pca_knn_reference(xa, ya, xb, yb, dims=2, k=5, dataset="toy")
+    r, e = gates.pca_reference(xa, ya, xb, yb, dims=2, k=5, dataset="toy")
     a, b = xa.flatten(1).numpy().astype(np.float64), xb.flatten(1).numpy().astype(np.float64)
     mu = a.mean(0)
     v = np.linalg.svd(a - mu, full_matrices=False)[2][:2].T
-    assert r["instrument"] == "pca-2d" and r["dataset"] == "toy"
+    assert r["instrument"] == "pca-2d" and r["dataset"] == "toy" and r["check"] == "knn_accuracy"
     assert r["value"] == brute_knn((a - mu) @ v, ya.numpy(), (b - mu) @ v, yb.numpy(), 5)
+    # the reconstruction from 2 components, by hand: project on v and back
+    assert e["check"] == "recon_mse" and e["passed"] and math.isnan(e["threshold"])
+    assert e["value"] == pytest.approx(float(((((b - mu) @ v) @ v.T + mu - b) ** 2).mean()), rel=1e-4)
 
 
 def test_knn_rejects_k_above_the_training_set():

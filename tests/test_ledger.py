@@ -71,3 +71,35 @@ def test_main_check_fails_on_a_stale_readme_and_passes_after_an_update(tmp_path)
 
 def test_the_committed_readme_matches_the_committed_ledgers():
     assert ledger.main(["readme", "--check"]) == 0, "README's results differ from figures/*/claims.csv: make readme"
+
+
+def _check():
+    return pd.DataFrame([{"dataset": "mnist", "comparison": "a − b", "metric": "accuracy", "n": 3, "mean_base": 1.0,
+                          "mean_scaled": 4.5, "change": 3.5, "seed_sd": 2.0, "moved": True}])
+
+
+def test_a_computed_scale_check_is_written_and_an_empty_one_shows_the_committed_record(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("LATENTLAB_FIGURES", str(tmp_path / "out"))
+    committed = tmp_path / "figures"
+    empty = _check().iloc[:0]
+    shown, where = ledger.scale_record(empty, "09_x", figures=committed)
+    assert shown.empty and "PROFILE=scale" in where  # nothing recorded yet: it says how to make it
+    shown, where = ledger.scale_record(_check(), "09_x", figures=committed)  # SCALE_SEEDS set: this run's
+    assert (tmp_path / "out" / "09_x" / "scale_check.csv").exists() and "this run" in where
+    record = committed / "09_x" / "scale"
+    record.mkdir(parents=True)
+    _check().to_csv(record / "scale_check.csv", index=False)
+    (record / "MANIFEST.json").write_text(json.dumps({"commit": "abcdef123", "dirty": False, "wall_s": 60.0,
+                                                      "cpu_s": 100.0}))
+    shown, where = ledger.scale_record(empty, "09_x", figures=committed)
+    pd.testing.assert_frame_equal(shown, _check())
+    assert "commit abcdef1" in where and "60.0 s wall" in where
+    section = ledger.scale_section(committed)
+    assert "| 09_x | mnist | a − b | accuracy | 3 | +1.00 | +4.50 | +3.50 | 2.00 | yes |" in section
+    assert ledger.scale_section(tmp_path / "none") == ""
+    (committed / "08_y" / "scale").mkdir(parents=True)  # 04's table has a classifier column
+    _check().assign(classifier="knn").to_csv(committed / "08_y" / "scale" / "scale_check.csv", index=False)
+    section = ledger.scale_section(committed)
+    assert section.index("| 08_y | mnist | a − b (knn) |") < section.index("| 09_x |")

@@ -194,7 +194,8 @@ def test_the_budget_sweep_measures_the_gates_value_and_its_own_candidate_is_the_
     tasks = qs.budget_sweep_tasks(cfg, ["vae"], lrs=[0.003, 0.01], steps=[2, 8], seeds=[0], datasets=["mnist"])
     assert [(t["lr"], t["steps"]) for t in tasks] == [(0.003, 2), (0.003, 8), (0.01, 2), (0.01, 8)]
     sweep = pd.DataFrame([r for t in tasks for r in qs.budget_sweep(t)])
-    assert (sweep["metric"] == "knn_accuracy").all() and sweep["arm"].eq("vae").all()
+    assert sweep["metric"].tolist() == ["knn_accuracy", "gates_passed"] * 4 and sweep["arm"].eq("vae").all()
+    sweep, passed = sweep[sweep["metric"] == "knn_accuracy"], sweep[sweep["metric"] == "gates_passed"]
     assert sweep[["ae_lr", "ae_steps"]].values.tolist() == [[0.003, 2], [0.003, 8], [0.01, 2], [0.01, 8]]
     # the candidate equal to the config (0.003, 2 updates) is the grid's own VAE, and its value the gate's:
     pool, _ = qs.seed_data("mnist", 0, cfg)
@@ -204,6 +205,15 @@ def test_the_budget_sweep_measures_the_gates_value_and_its_own_candidate_is_the_
     z, z_val = (autoencoder.encode_all(model, x).numpy() for x in (pool.x, val.x))
     knn = KNeighborsClassifier(5).fit(z, pool.y.numpy()).score(z_val, val.y.numpy())
     assert sweep.iloc[0]["value"] == pytest.approx(knn)
+    # gates_passed: 1 exactly when the seed's encoder gate (against PCA of the same size) passes
+    ref = qs.pca_references(pool, val, [2], "mnist", 0)[2]
+    rows = qs.encoder_gate(model, autoencoder.encode_all(model, pool.x), pool, val, ref, instrument="vae",
+                           dataset="mnist", seed=0)
+    assert passed.iloc[0]["value"] == float(all(r["passed"] for r in rows))
+    # steps per family: the candidates of each family's own tasks
+    tasks = qs.budget_sweep_tasks(cfg, ["vae", "conv"], lrs=[0.003], steps={"vae": [2], "conv": [4, 8]}, seeds=[0],
+                                  datasets=["mnist"])
+    assert [(t["encoder"], t["steps"]) for t in tasks] == [("vae", 2), ("conv", 4), ("conv", 8)]
     # 8 updates on 150 images in batches of 32 are 2 epochs (2 updates: 1), so the candidates are distinct models
     assert qs.encoder_config("vae", 150, cfg.replace(ae_steps=8), 0).epochs == 2
     with pytest.raises(ValueError, match="encoder family 'conv'"):
@@ -225,6 +235,14 @@ def test_settled_budget_is_the_first_budget_whose_next_moves_the_mean_less_than_
     assert pd.isna(out.loc[("vae", 0.01), "settled_steps"]) and not out.loc[("vae", 0.01), "chosen"]
     # conv: 1000 -> 3000 moves half a point: settled at its smallest budget
     assert out.loc[("conv", 0.01), "settled_steps"] == 1000 and out.loc[("conv", 0.01), "chosen"]
+    assert (out["failed_runs"] == 0).all()  # no recon_ratio rows: no failed run
+    # a rate one of whose runs failed its encoder gate (e.g. died in training) is never chosen, even if it settles
+    dead = pd.DataFrame([{"arm": "conv", "ae_lr": 0.01, "ae_steps": 3000, "seed": 1, "metric": "gates_passed",
+                          "value": 0.0}, {"arm": "conv", "ae_lr": 0.01, "ae_steps": 1000, "seed": 0,
+                                          "metric": "gates_passed", "value": 1.0}])
+    out = qs.settled_budget(pd.concat([sweep, dead])).set_index(["encoder", "ae_lr"])
+    assert out.loc[("conv", 0.01), "failed_runs"] == 1 and not out.loc[("conv", 0.01), "chosen"]
+    assert out.loc[("vae", 0.003), "chosen"]  # the other family is untouched
 
 
 def test_the_pretrained_tsne_encoder_starts_from_the_seeds_conv_ae(toy):  # noqa: F811

@@ -31,6 +31,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = Path(os.environ.get("LATENTLAB_CONFIGS", REPO / "configs"))  # the profiles' folder
 META = ("PROFILE",)  # parameters that choose a profile; not config fields
+PROFILE_DIR = "LATENTLAB_FIGURES_PROFILE"  # `make figures PROFILE=p` (p not default) sets it to p: outputs go to
+# figures/<notebook>/<p>/ (`plotting.figure_dir`), beside the default profile's
 
 
 def cache_dir() -> Path:

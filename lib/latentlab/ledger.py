@@ -14,6 +14,7 @@ committed ledgers; `--check` exits non-zero when the README differs (tests/test_
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -62,6 +63,54 @@ def save(ledger: pd.DataFrame | None, instruments: pd.DataFrame, notebook: str) 
     return paths
 
 
+# --------------------------------------------------------------------------- a scale check's record
+
+SCALE = "scale"  # the profile (configs/scale.yaml) whose run commits figures/<notebook>/scale/scale_check.csv
+
+
+def scale_record(check: pd.DataFrame, notebook: str, figures: Path | str | None = None) -> tuple[pd.DataFrame, str]:
+    """The scale check a notebook shows, and where it comes from. A run that computed one (`stats.scale_check`, not
+    empty: SCALE_SEEDS set) writes it as <figures>/<notebook>/scale_check.csv and shows it; a run that did not (the
+    default profile's SCALE_SEEDS is []) shows the committed record of `make figures NB=... PROFILE=scale`,
+    figures/<notebook>/scale/scale_check.csv, with the commit and time of its MANIFEST.json (an empty table and how to
+    make it when there is none). `figures`: the committed figures/ folder (default: the repository's)."""
+    if len(check):
+        path = figure_dir(notebook) / "scale_check.csv"
+        check.to_csv(path, index=False)
+        return check, f"computed in this run (SCALE_SEEDS set), written to {path}"
+    folder = Path(figures or REPO / "figures") / notebook / SCALE
+    if not (folder / "scale_check.csv").exists():
+        return check, (f"no scale check in this run and no committed record: `make figures NB='{notebook}' "
+                       f"PROFILE={SCALE}` writes one to {folder}/")
+    record = pd.read_csv(folder / "scale_check.csv")
+    manifest = folder / "MANIFEST.json"
+    about = ""
+    if manifest.exists():
+        m = json.loads(manifest.read_text())
+        about = (f" (commit {str(m.get('commit'))[:7]}{', uncommitted changes' if m.get('dirty') else ''}; "
+                 f"{m.get('wall_s')} s wall, {m.get('cpu_s')} CPU-s)")
+    return record, f"the committed record of `make figures NB='{notebook}' PROFILE={SCALE}`{about}: {folder.name}/"
+
+
+def scale_section(root: Path | str) -> str:
+    """The README's table of every committed scale check (<root>/<notebook>/scale/scale_check.csv): per notebook,
+    dataset and claim, the mean paired difference at 1x and at the scale profile's budget, the change, the seed sd
+    and whether it moved beyond it."""
+    paths = sorted(Path(root).glob(f"*/{SCALE}/scale_check.csv"))
+    if not paths:
+        return ""
+    lines = ["### Scale checks (4x the generative budget, `make figures PROFILE=scale`)", "",
+             "| notebook | dataset | claim | metric | n | 1x | 4x | change | seed sd | moved |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for path in paths:
+        for r in pd.read_csv(path).itertuples():
+            claim = r.comparison + (f" ({r.classifier})" if "classifier" in r._fields else "")
+            lines.append(f"| {path.parent.parent.name} | {r.dataset} | {claim} | {r.metric} | {r.n} | "
+                         f"{r.mean_base:+.2f} | {r.mean_scaled:+.2f} | {r.change:+.2f} | {r.seed_sd:.2f} | "
+                         f"{'yes' if r.moved else 'no'} |")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- the README's results section
 
 
@@ -100,7 +149,8 @@ def results_section(root: Path | str) -> str:
                                       pd.read_csv(inst) if inst.exists() else None))
     if len(parts) == 1:
         parts.append("No notebook has written a ledger yet (`make figures`).")
-    return "\n\n".join(parts)
+    scale = scale_section(root)
+    return "\n\n".join(parts + ([scale] if scale else []))
 
 
 def render_readme(text: str, section: str) -> str:

@@ -12,7 +12,7 @@ import seaborn as sns
 import torch
 
 import latentlab  # noqa: F401  (torchvision shim first)
-from latentlab.config import current_profile
+from latentlab.config import PROFILE_DIR, current_profile
 from latentlab.results import COLUMNS
 
 RESULT_COLUMNS = COLUMNS
@@ -36,8 +36,9 @@ def figures_root() -> Path:
 
 
 def figure_dir(notebook: str) -> Path:
-    """figures/<notebook>/, created if needed."""
-    path = figures_root() / notebook
+    """figures/<notebook>/ (figures/<notebook>/<p>/ when $LATENTLAB_FIGURES_PROFILE is p: a non-default profile's
+    committed outputs sit beside the default's, never over them), created if needed."""
+    path = figures_root() / notebook / os.environ.get(PROFILE_DIR, "")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -5,8 +5,10 @@ configs/<profile>.yaml, a mapping {notebook stem: {PARAMETER: value}}. A run inj
 the notebook's own first call (`Config.from_notebook(globals())`) applies the file, exactly as a student who sets
 PROFILE in JupyterLab does.
 - figures: execute notebooks/<stem>.ipynb in place (papermill), so the committed notebook carries the
-  outputs of that profile, and write figures/ (the only command that does); papermill's timing metadata is dropped
-  to keep diffs small.
+  default profile's outputs, and write figures/<stem>/ (the only command that writes the tracked tree); at another
+  profile (paper, scale) the executed copy and everything it writes go to figures/<stem>/<profile>/ instead, beside
+  the default's (a notebook's scale section reads figures/<stem>/scale/); papermill's timing metadata is dropped to
+  keep diffs small.
 - run: execute a copy at a profile into build/<profile>/ (notebook, and figures/<stem>/ with its results, ledger
   and MANIFEST.json); the tracked notebooks and figures/ are never touched (`make run`).
 - smoke: write parameterised copies, outputs cleared, to build/smoke/ for nbval to execute (`make test`).
@@ -34,7 +36,7 @@ import nbformat
 import papermill as pm
 import yaml
 
-from latentlab.config import CONFIGS, REPO, overrides, profiles
+from latentlab.config import CONFIGS, PROFILE_DIR, REPO, overrides, profiles
 
 NOTEBOOKS = REPO / "notebooks"
 BUILD = REPO / "build"
@@ -176,13 +178,22 @@ def write_manifest(nb: Path, profile: str, folder: Path, timing: dict) -> Path:
 
 
 def figures(profile: str, pattern: str, out: Path | None = None) -> None:
-    """Re-execute the notebooks at a profile, in place or into `out`; figures go to figures/<notebook>/."""
+    """Re-execute the notebooks at a profile into the tracked tree: at the default profile in place (or into `out`)
+    with figures in figures/<notebook>/; at another profile the executed copy, figures, results and ledger all in
+    figures/<notebook>/<profile>/ (the tracked notebook keeps the default's outputs)."""
     os.environ["LATENTLAB_FIGURES"] = str(FIGURES)
-    for nb in notebooks(pattern):
-        print(f"[{profile}] {nb.name} ...", flush=True)
-        seconds = execute(nb, (out / nb.name) if out else nb, profile)
-        write_manifest(nb, profile, FIGURES / nb.stem, LAST_RUN)
-        print(f"[{profile}] {nb.name} done in {seconds:.0f} s", flush=True)
+    sub = "" if profile == "default" else profile
+    os.environ[PROFILE_DIR] = sub  # the kernel inherits it: `plotting.figure_dir` writes under <notebook>/<sub>
+    try:
+        for nb in notebooks(pattern):
+            folder = FIGURES / nb.stem / sub
+            dst = (out / nb.name) if out else (nb if not sub else folder / nb.name)
+            print(f"[{profile}] {nb.name} -> {dst} ...", flush=True)
+            seconds = execute(nb, dst, profile)
+            write_manifest(nb, profile, folder, LAST_RUN)
+            print(f"[{profile}] {nb.name} done in {seconds:.0f} s; outputs in {folder}/", flush=True)
+    finally:
+        os.environ.pop(PROFILE_DIR, None)
 
 
 def run(profile: str, pattern: str, out: Path | None = None) -> list[Path]:

@@ -103,6 +103,7 @@ class Config(Params):
     ae_steps: int | dict        # encoder updates, or {encoder family: updates} (t-SNE's: its fine-tuning)
     ae_batch: int
     ae_lr: float | dict         # one rate, or {encoder family ('conv', 'vae', 'tsne'): rate}
+    ae_warmup: int              # updates of linear warm-up of the encoders' rate (`AEConfig.warmup`)
     tsne_perplexity: float
     tsne_weight: float | None   # None: chosen on the validation codes from tsne_weights (`tsne_weight_sweep`)
     tsne_weights: tuple[float, ...]  # the candidates of that choice
@@ -207,7 +208,7 @@ def encoder_config(name: str, n_images: int, cfg: Config, seed: int, factor: int
     steps = int(per_dataset(cfg.ae_steps, kind, "encoder family"))
     common = dict(latent_dim=int(latent) if latent else cfg.ae_latent, width=cfg.ae_width,
                   epochs=factor * epochs_for(steps, n_images, cfg.ae_batch), batch_size=cfg.ae_batch,
-                  lr=float(per_dataset(cfg.ae_lr, kind, "encoder family")), seed=seed)
+                  lr=float(per_dataset(cfg.ae_lr, kind, "encoder family")), warmup=cfg.ae_warmup, seed=seed)
     if kind == "tsne":
         if cfg.tsne_weight is None:
             raise ValueError("TSNE_WEIGHT is None: choose it on validation first (`tsne_weight_sweep`, then "
@@ -414,15 +415,33 @@ def query_scores(query: Dataset, test: Dataset, clf: ClfConfig, seed: int,
     return out | {"kept_epoch": float(fitted.best_epoch)}
 
 
+def pca_references(pool: Dataset, val: Dataset, sizes, dataset: str, seed: int) -> dict[int, dict]:
+    """`gates.pca_reference` rows per code size (reported rows 'pca-<L>d': 5-NN accuracy and reconstruction error of
+    PCA of the pixels to L components, fitted on the pool, scored on the validation images)."""
+    return {d: {r["check"]: r for r in gates.pca_reference(pool.x, pool.y, val.x, val.y, dims=d, dataset=dataset,
+                                                           seed=seed)} for d in sorted(set(sizes))}
+
+
+def encoder_gate(model: ConvAutoencoder, codes: torch.Tensor, pool: Dataset, val: Dataset, reference: dict, *,
+                 instrument: str, dataset: str, seed: int) -> list[dict]:
+    """One seed's gate rows of one encoder, on the validation images, against `reference` (its code size's
+    `pca_references`): the 5-NN accuracy of its codes (a k-NN classifier fitted on the pool's codes) must be above
+    PCA's, and its reconstruction error below PCA's (`gates.error_gate`, the mean image's error reported). An encoder
+    that died in training (the mean image out, meaningless codes), or that is no better than a linear projection of
+    the same size, fails on its own seed, whatever the other seeds do."""
+    at = dict(instrument=instrument, dataset=dataset, seed=seed)
+    return [*gates.knn_gate(codes, pool.y, encode_all(model, val.x), val.y, **at,
+                            floor=reference["knn_accuracy"]["value"]),
+            *gates.error_gate(val.x, reconstruct(model, val.x), **at, ceiling=reference["recon_mse"]["value"])]
+
+
 def encoder_gates(view: SeedView, val: Dataset, dataset: str, seed: int, latent: int) -> list[dict]:
-    """Gate rows of one seed's encoders: the 5-NN accuracy of the validation images' codes (a k-NN classifier
-    fitted on the pool's codes and labels), and PCA of the pixels to each code size as the reference."""
-    rows = []
+    """Gate rows of one seed's encoders (`encoder_gate`), after the PCA references of their code sizes."""
+    refs = pca_references(view.pool, val, [z.shape[1] for z in view.codes.values()], dataset, seed)
+    rows = [r for ref in refs.values() for r in ref.values()]
     for e, model in view.models.items():
-        rows += gates.knn_gate(view.codes[e], view.pool.y, encode_all(model, val.x), val.y,
-                               instrument=encoder_instrument(e, latent), dataset=dataset, seed=seed)
-    for dims in sorted({z.shape[1] for z in view.codes.values()}):
-        rows += gates.pca_knn_reference(view.pool.x, view.pool.y, val.x, val.y, dims=dims, dataset=dataset, seed=seed)
+        rows += encoder_gate(model, view.codes[e], view.pool, val, refs[view.codes[e].shape[1]],
+                             instrument=encoder_instrument(e, latent), dataset=dataset, seed=seed)
     return rows
 
 
@@ -547,67 +566,85 @@ def write_tsne_record(path=None, workers: int | None = None) -> float:
 
 def budget_sweep(task: dict) -> list[dict]:
     """One candidate (learning rate, updates) of one encoder family (task {"cfg", "dataset", "seed", "encoder",
-    "lr", "steps"}): the encoder trained with them on the seed's pool (`fit_encoder`, so a candidate equal to the
-    config's is the very model of `run_seed`, from the cache), and the 5-NN accuracy of its validation codes, the
-    value of the encoders' gates. A tidy row (arm = encoder, metric 'knn_accuracy', columns ae_lr and ae_steps).
-    Validation images only: AE_LR and AE_STEPS of the parameters cell were read off this sweep
+    "lr", "steps"}): the encoder trained with them on the seed's pool (`fit_encoder`; the other families keep the
+    config's rates and updates, so the t-SNE candidates fine-tune the config's Conv AE, and a candidate equal to the
+    config is the very model of `run_seed`, from the cache). Tidy rows (arm = encoder, columns ae_lr and ae_steps):
+    'knn_accuracy', the 5-NN accuracy of its validation codes (the value of the encoders' gates), and
+    'gates_passed', 1 when it passes its seed's `encoder_gate` (above PCA's 5-NN accuracy, below PCA's reconstruction
+    error), else 0. Validation images only: AE_LR and AE_STEPS of the parameters cell were read off this sweep
     (`budget_sweep_tasks`; the record is configs/03_encoder_budget.csv, `make choices`)."""
     cfg, dataset, seed, encoder = task["cfg"], task["dataset"], task["seed"], task["encoder"]
     kind = ENCODER.match(encoder).group(1)
     lrs = dict(cfg.ae_lr) if isinstance(cfg.ae_lr, dict) else dict.fromkeys(ENCODER_KINDS, cfg.ae_lr)
-    cfg = cfg.replace(ae_lr=lrs | {kind: float(task["lr"])}, ae_steps=int(task["steps"]))
+    steps = dict(cfg.ae_steps) if isinstance(cfg.ae_steps, dict) else dict.fromkeys(ENCODER_KINDS, cfg.ae_steps)
+    cfg = cfg.replace(ae_lr=lrs | {kind: float(task["lr"])}, ae_steps=steps | {kind: int(task["steps"])})
     pool, _ = seed_data(dataset, seed, cfg)
     val = val_set(dataset, cfg.n_val)
     model = fit_encoder(encoder, pool.x, cfg, seed)
-    acc = validation_knn(model, pool, val)
-    return results.rows(dataset, encoder, seed, {"knn_accuracy": acc}, n_labelled=0, encoder=encoder,
-                        method="budget", ae_lr=float(task["lr"]), ae_steps=int(task["steps"]))
+    codes = encode_all(model, pool.x)
+    ref = pca_references(pool, val, [codes.shape[1]], dataset, seed)[codes.shape[1]]
+    rows = encoder_gate(model, codes, pool, val, ref, instrument=encoder, dataset=dataset, seed=seed)
+    acc = next(r["value"] for r in rows if r["check"] == "knn_accuracy")
+    return results.rows(dataset, encoder, seed, {"knn_accuracy": acc,
+                                                 "gates_passed": float(all(r["passed"] for r in rows))},
+                        n_labelled=0, encoder=encoder, method="budget", ae_lr=float(task["lr"]),
+                        ae_steps=int(task["steps"]))
 
 
 def budget_sweep_tasks(cfg: Config, encoders, lrs, steps, seeds=None, datasets=None) -> list[dict]:
     """Every (dataset, seed, encoder, learning rate, updates) of a budget sweep (defaults: the config's seeds and
-    datasets); the t-SNE encoder needs TSNE_WEIGHT set (`tsne_weight_sweep` first)."""
+    datasets); steps: the candidate updates, or {family: candidates}. The t-SNE encoder needs TSNE_WEIGHT set
+    (`tsne_weight_sweep` first)."""
+    def candidates(e):
+        return per_dataset(steps, ENCODER.match(e).group(1), "encoder family") if isinstance(steps, dict) else steps
+
     return [{"cfg": cfg, "dataset": d, "seed": s, "encoder": e, "lr": float(lr), "steps": int(n)}
             for d in (datasets or cfg.datasets) for s in (seeds or cfg.seeds) for e in encoders for lr in lrs
-            for n in steps]
+            for n in candidates(e)]
 
 
 def settled_budget(sweep: pd.DataFrame, tol: float = TOL) -> pd.DataFrame:
-    """Per encoder family and learning rate of a `budget_sweep`: the mean validation 5-NN accuracy over seeds at each
-    budget (`accuracy_by_steps`), and `settled_steps`, the smallest budget whose next candidate moves that mean by less
-    than tol (its accuracy: `knn_accuracy`); the rate whose settled accuracy is highest is `chosen` (one row per
-    family and rate). None / NaN / False where no budget settles."""
+    """Per encoder family and learning rate of a `budget_sweep`: the mean validation 5-NN accuracy over seeds (and
+    datasets) at each budget (`accuracy_by_steps`), and `settled_steps`, the smallest budget whose next candidate moves
+    that mean by less than tol (its accuracy: `knn_accuracy`); `failed_runs`, the runs of that rate (any seed, dataset
+    or budget) that failed their `encoder_gate` (`gates_passed` 0: a dead or PCA-level encoder). Among the rates that
+    settle with no failed run, the one whose settled accuracy is highest is `chosen` (one row per family and rate).
+    None / NaN / False where no budget settles."""
     acc = sweep[sweep["metric"] == "knn_accuracy"].groupby(["arm", "ae_lr", "ae_steps"])["value"].mean()
+    passed = sweep[sweep["metric"] == "gates_passed"]
     rows = []
     for (arm, lr), g in acc.groupby(level=["arm", "ae_lr"]):
         g = g.droplevel(["arm", "ae_lr"]).sort_index()
         moves = (g.shift(-1) - g).abs()
         ok = moves[moves < tol]
         steps = int(ok.index[0]) if len(ok) else None
+        mine = passed[(passed["arm"] == arm) & (passed["ae_lr"] == lr)]
         rows.append({"encoder": arm, "ae_lr": lr, "settled_steps": steps,
                      "knn_accuracy": float(g[steps]) if steps is not None else float("nan"),
+                     "failed_runs": int((mine["value"] == 0).sum()),
                      "accuracy_by_steps": {int(k): round(float(v), 4) for k, v in g.items()}})
     out = pd.DataFrame(rows)
-    best = out.dropna(subset=["knn_accuracy"]).groupby("encoder")["knn_accuracy"].idxmax()
+    best = out[out["failed_runs"] == 0].dropna(subset=["knn_accuracy"]).groupby("encoder")["knn_accuracy"].idxmax()
     return out.assign(chosen=out.index.isin(best.to_numpy()))
 
 
 BUDGET_LRS = (0.01, 0.003)  # the candidates of `write_budget_sweep` (`make choices`)
-BUDGET_STEPS = (1000, 3000, 6000)
+BUDGET_STEPS = {"conv": (1000, 2000, 4000, 8000), "vae": (1000, 2000, 4000), "tsne": (500, 1000, 2000)}
 
 
 def write_budget_sweep(path=None, workers: int | None = None) -> pd.DataFrame:
     """The record AE_LR and AE_STEPS were read off (`make choices`): `budget_sweep` of every encoder family at the
-    rates BUDGET_LRS and budgets BUDGET_STEPS on the unbalanced pool, seeds 0 and 1, the rest as the notebook's
-    parameters cell (its TSNE_WEIGHT; None: the choice of the t-SNE record, `write_tsne_record`, which `make choices`
-    writes first). Writes configs/03_encoder_budget.csv (validation images only) and returns its `settled_budget`."""
+    rates BUDGET_LRS and budgets BUDGET_STEPS on the pools of the notebook's DATASETS, seeds 0 and 1, the rest as the
+    notebook's parameters cell (its AE_WARMUP and TSNE_WEIGHT; None: the choice of the t-SNE record,
+    `write_tsne_record`, which `make choices` writes first). Writes configs/03_encoder_budget.csv (validation images
+    only) and returns its `settled_budget`."""
     from latentlab import grid
     from latentlab.config import CONFIGS, REPO
     from latentlab.runner import parameters_of
 
     cfg = Config.from_parameters(parameters_of(REPO / "notebooks" / f"{Config.NOTEBOOK}.ipynb", "default"))
     weight = cfg.tsne_weight if cfg.tsne_weight is not None else best_tsne_weight(tsne_weight_record())
-    cfg = cfg.replace(tsne_weight=weight, datasets=(UNBALANCED,), seeds=(0, 1))
+    cfg = cfg.replace(tsne_weight=weight, seeds=(0, 1))
     table = grid.table(budget_sweep, budget_sweep_tasks(cfg, ["conv", "vae", "tsne"], BUDGET_LRS, BUDGET_STEPS),
                        workers=workers, desc="encoder budgets")
     path = CONFIGS / "03_encoder_budget.csv" if path is None else path
@@ -678,19 +715,24 @@ def _doubled_seed(more: pd.DataFrame, once: pd.DataFrame) -> int:
     return int(more["seed"].iloc[0]) if len(more) else int(once["seed"].min())
 
 
+RUN_NOISE = 1.96 * 2 ** 0.5  # two training runs of a converged encoder differ by at most this x the seed sd (95 %)
+
+
 def encoder_convergence(instruments: pd.DataFrame, tol: float = TOL) -> list[dict]:
     """`knn_accuracy_change` rows (`gates.converged_gate`): per encoder and dataset, how far the 5-NN accuracy of the
-    doubled seed moves from its budget to twice its epochs; passes below max(tol, the sd of that accuracy over the
-    seeds at the budget), the classifier's rule: a 2-D plane's arrangement varies from run to run (each seed's own
-    local optimum), and a change smaller than that spread is not one more training would remove. NaN (failed)
-    without a doubled row."""
+    doubled seed moves from its budget to twice its epochs; passes below max(tol, RUN_NOISE x the sd of that accuracy
+    over the seeds at the budget). A 2-D plane's arrangement is each run's own local optimum: at a budget that has
+    settled, two runs still differ by about the seed sd each, so the difference of one seed's two runs has sd
+    sqrt(2) x the seed sd, and only a change beyond 1.96 x that (95 %) is one that more training would remove. (The
+    seed-averaged criterion, doubling moves the mean by less than one point, is the budget record's:
+    `settled_budget`, `make choices`.) NaN (failed) without a doubled row."""
     knn = instruments[instruments["check"].isin(["knn_accuracy", "knn_accuracy_2x"])
                       & ~instruments["instrument"].str.startswith("pca-")]
     rows = []
     for (inst, ds), g in knn.groupby(["instrument", "dataset"], sort=False):
         more, once = g[g["check"] == "knn_accuracy_2x"], g[g["check"] == "knn_accuracy"]
         seed = _doubled_seed(more, once)
-        sd = float(once["value"].std(ddof=1)) if len(once) > 1 else None
+        sd = RUN_NOISE * float(once["value"].std(ddof=1)) if len(once) > 1 else None
         rows += gates.converged_gate(_first(once[once["seed"] == seed]["value"]), _first(more["value"]),
                                      instrument=inst, dataset=ds, seed=seed, check="knn_accuracy", tol=tol,
                                      seed_sd=sd)[2:]

@@ -130,6 +130,16 @@ class AEConfig:
     lr: float = 2e-3
     beta: float = 1.0           # VAE only
     seed: int = 0
+    warmup: int = 0             # updates over which the rate ramps linearly up to lr (0: none)
+
+
+def cache_key(cfg: AEConfig, version: int) -> dict:
+    """The cache key of a config: every field, `warmup` only when it is set (so the models of configs without one
+    keep the keys they were trained under)."""
+    key = {"version": version, **asdict(cfg)}
+    if not key["warmup"]:
+        del key["warmup"]
+    return key
 
 
 def build_autoencoder(cfg: AEConfig, in_channels: int = 1, image_size: int = 28) -> ConvAutoencoder:
@@ -144,13 +154,17 @@ def build_autoencoder(cfg: AEConfig, in_channels: int = 1, image_size: int = 28)
 def train_autoencoder(model: ConvAutoencoder, x: torch.Tensor, cfg: AEConfig,
                       x_val: torch.Tensor | None = None) -> list[dict]:
     """Adam on model.loss over shuffled mini-batches of x; one history row per epoch (train loss, and the loss on
-    x_val when given: the validation split monitors the fit, it never stops or selects it)."""
+    x_val when given: the validation split monitors the fit, it never stops or selects it).
+
+    The rate follows a cosine decay over the epochs; with cfg.warmup = W it is also multiplied by (u + 1) / W on the
+    first W updates u = 0, 1, ... (a linear warm-up). Without it, a 2-D bottleneck at a high rate can die in its first
+    updates: every ReLU of the decoder's first layer off, the output the mean image, the codes meaningless."""
     gen = torch.Generator().manual_seed(cfg.seed)
     device = module_device(channels_last(model))  # NHWC: the fast layout for CPU convolutions
     opt = adam(model.parameters(), lr=cfg.lr)
     # Cosine decay: a high rate early for speed, a low one late for sharp reconstructions.
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
-    history = []
+    history, update = [], 0
     for epoch in progress(range(cfg.epochs), desc=f"{cfg.kind} training", leave=False):
         model.train()
         order, total = torch.randperm(len(x), generator=gen), 0.0
@@ -159,13 +173,27 @@ def train_autoencoder(model: ConvAutoencoder, x: torch.Tensor, cfg: AEConfig,
             loss = model.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            _step(opt, (update + 1) / cfg.warmup if update < cfg.warmup else 1.0)
+            update += 1
             total += loss.item() * len(batch)
         sched.step()
         history.append({"epoch": epoch, "train_loss": total / len(x)} | (
             {"val_loss": validation_loss(model, x_val)} if x_val is not None else {}))
     model.eval()
     return history
+
+
+def _step(opt: torch.optim.Optimizer, factor: float) -> None:
+    """opt.step() at factor x the scheduled rate (the schedule itself is left as it was)."""
+    if factor == 1.0:
+        opt.step()
+        return
+    rates = [group["lr"] for group in opt.param_groups]
+    for group, lr in zip(opt.param_groups, rates, strict=True):
+        group["lr"] = lr * factor
+    opt.step()
+    for group, lr in zip(opt.param_groups, rates, strict=True):
+        group["lr"] = lr
 
 
 @torch.no_grad()
@@ -201,7 +229,7 @@ def fit_autoencoder(x: torch.Tensor, cfg: AEConfig, device: str | torch.device =
         model.val_curve.copy_(torch.tensor([r.get("val_loss", float("nan")) for r in history]))
 
     data = (x,) if x_val is None else (x, x_val)
-    return train_or_load(f"autoencoder-{cfg.kind}", {"version": 3, **asdict(cfg)}, build, train, data=data,
+    return train_or_load(f"autoencoder-{cfg.kind}", cache_key(cfg, 3), build, train, data=data,
                          device=device)
 
 

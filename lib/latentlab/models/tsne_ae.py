@@ -20,13 +20,13 @@ autoencoder's interface (encode / decode / loss), so `train_autoencoder` trains 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from latentlab.cache import train_or_load
-from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, train_autoencoder
+from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, cache_key, train_autoencoder
 
 
 def pairwise_sq_dists(x: torch.Tensor) -> torch.Tensor:
@@ -151,6 +151,6 @@ def fit_tsne_autoencoder(x: torch.Tensor, cfg: TSNEConfig, device: str | torch.d
         return model
 
     weights = () if start is None else tuple(start.values())
-    key = {"version": 2, **asdict(cfg), **({} if start is None else {"init": "pretrained"})}
+    key = cache_key(cfg, 2) | ({} if start is None else {"init": "pretrained"})
     return train_or_load("autoencoder-tsne", key, build,
                          lambda model: train_autoencoder(model, x, cfg), data=(x, *weights), device=device)
