@@ -89,6 +89,21 @@ def test_the_notebooks_tsne_weight_is_the_choice_of_its_committed_record():
     assert same == cfg and shown.equals(record)
 
 
+def test_the_notebooks_encoder_rates_and_budgets_are_the_choices_of_their_committed_record():
+    from latentlab.config import REPO
+    from latentlab.runner import parameters_of
+
+    cfg = qs.Config.from_parameters(parameters_of(REPO / "notebooks" / f"{qs.Config.NOTEBOOK}.ipynb", "default"))
+    record = qs.budget_record()
+    assert set(record["dataset"]) == set(cfg.datasets) and set(record["tsne_weight"]) == {cfg.tsne_weight}
+    chosen = qs.settled_budget(record)
+    chosen = chosen[chosen["chosen"]].set_index("encoder")
+    assert sorted(chosen.index) == ["conv", "tsne", "vae"]  # every family has a settled, working rate
+    for family, row in chosen.iterrows():
+        assert row["ae_lr"] == qs.per_dataset(cfg.ae_lr, family) and row["failed_runs"] == 0
+        assert row["settled_steps"] == qs.per_dataset(cfg.ae_steps, family)
+
+
 def test_the_scale_check_runs_the_headline_arms_at_four_times_the_encoders_on_scale_seeds(toy, monkeypatch):  # noqa: F811
     cfg = TINY.replace(scale_seeds=(1, 2), dataset_arms={U: ["random", "vae/clustered-normal", "ae-error"]})
     tasks = qs.scale_tasks(cfg)

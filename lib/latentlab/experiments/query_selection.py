@@ -526,9 +526,13 @@ TSNE_RECORD = "03_tsne_weight.csv"  # configs/<this>: the t-SNE weight's sweep, 
 
 def tsne_weight_record(path=None) -> pd.DataFrame:
     """The record TSNE_WEIGHT was read off (configs/03_tsne_weight.csv, `write_tsne_record`)."""
+    return _record(TSNE_RECORD, path)
+
+
+def _record(name: str, path=None) -> pd.DataFrame:
     from latentlab.config import CONFIGS
 
-    path = CONFIGS / TSNE_RECORD if path is None else path
+    path = CONFIGS / name if path is None else path
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: `make choices` writes it (validation images only).")
     return pd.read_csv(path)
@@ -603,6 +607,11 @@ def budget_sweep_tasks(cfg: Config, encoders, lrs, steps, seeds=None, datasets=N
             for n in candidates(e)]
 
 
+def budget_record(path=None) -> pd.DataFrame:
+    """The record AE_LR and AE_STEPS were read off (configs/03_encoder_budget.csv, `write_budget_sweep`)."""
+    return _record(BUDGET_RECORD, path)
+
+
 def settled_budget(sweep: pd.DataFrame, tol: float = TOL) -> pd.DataFrame:
     """Per encoder family and learning rate of a `budget_sweep`: the mean validation 5-NN accuracy over seeds (and
     datasets) at each budget (`accuracy_by_steps`), and `settled_steps`, the smallest budget whose next candidate moves
@@ -628,6 +637,7 @@ def settled_budget(sweep: pd.DataFrame, tol: float = TOL) -> pd.DataFrame:
     return out.assign(chosen=out.index.isin(best.to_numpy()))
 
 
+BUDGET_RECORD = "03_encoder_budget.csv"  # configs/<this>: the encoders' rates and budgets, written by `make choices`
 BUDGET_LRS = (0.01, 0.003)  # the candidates of `write_budget_sweep` (`make choices`)
 BUDGET_STEPS = {"conv": (1000, 2000, 4000, 8000), "vae": (1000, 2000, 4000), "tsne": (500, 1000, 2000)}
 
@@ -647,7 +657,7 @@ def write_budget_sweep(path=None, workers: int | None = None) -> pd.DataFrame:
     cfg = cfg.replace(tsne_weight=weight, seeds=(0, 1))
     table = grid.table(budget_sweep, budget_sweep_tasks(cfg, ["conv", "vae", "tsne"], BUDGET_LRS, BUDGET_STEPS),
                        workers=workers, desc="encoder budgets")
-    path = CONFIGS / "03_encoder_budget.csv" if path is None else path
+    path = CONFIGS / BUDGET_RECORD if path is None else path
     table.assign(tsne_weight=cfg.tsne_weight).to_csv(path, index=False)
     return settled_budget(table)
 
