@@ -165,7 +165,12 @@ def arm_summary(results: pd.DataFrame, metrics: list[str], *, arms: list[str] | 
     for ax, metric in zip(axes[0], metrics):
         data = part[part["metric"] == metric]
         kw = dict(data=data, x=by, y="value", hue="arm", hue_order=arms, order=groups, ax=ax)
-        sns.stripplot(**kw, dodge=True, alpha=0.35, size=3, legend=False)
+        state = np.random.get_state()  # seaborn jitters with NumPy's global generator: seeded, the same figure every
+        np.random.seed(0)              # run (and the caller's random state as it was)
+        try:
+            sns.stripplot(**kw, dodge=True, alpha=0.35, size=3, legend=False)
+        finally:
+            np.random.set_state(state)
         sns.pointplot(**kw, dodge=0.8 - 0.8 / len(arms), errorbar="sd", linestyle="none", markersize=5,
                       capsize=0.08, err_kws={"linewidth": 1.2}, legend=metric == metrics[-1])
         ax.set(title=metric, xlabel="", ylabel=f"{metric} ({unit})" if unit else metric)
