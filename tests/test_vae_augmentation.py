@@ -320,9 +320,14 @@ def test_run_seed_gates_the_vae_and_each_latent_arms_augmentations(toy):
     rows, inst = _split(experiment.run_seed({"cfg": cfg, "dataset": "toy", "seed": 0, "choice": choice}))
     assert list(inst.columns) == gates.COLUMNS and set(inst["dataset"]) == {"toy@5"} and set(inst["seed"]) == {0}
     vae = inst[inst["instrument"] == "vae"].set_index("check")
-    assert list(vae.index) == ["oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse", "recon_mse"]
+    assert list(vae.index) == ["oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse", "recon_mse",
+                               "oracle_margin"]
     assert vae.loc["oracle_accuracy_real", "value"] == ORACLE.agreement(SPLITS.test.x, SPLITS.test.y)  # 30 test
     acc_real = vae.loc["oracle_accuracy_real", "value"]
+    majority = np.bincount(SPLITS.test.y.numpy()).max() / 30  # the judge against a constant answer, by hand
+    assert vae.loc["oracle_margin", "value"] == pytest.approx(acc_real - majority)
+    assert vae.loc["oracle_margin", "threshold"] == 0.10
+    assert vae.loc["oracle_margin", "passed"] == (acc_real - majority >= 0.10)
     for arm in experiment.DECODED_ARMS:
         mine = inst[inst["instrument"] == experiment.augmentation_instrument(arm)].set_index("check")
         assert "min_class_share" not in mine.index  # per-class augmentations: coverage does not apply
@@ -394,6 +399,23 @@ def test_classifier_gates_compare_the_2x_run_with_the_larger_of_tol_and_the_seed
     assert change.loc["b@10", "threshold"] == pytest.approx(0.1) and change.loc["b@10", "passed"]  # sd 0.1 > 0.05
     assert set(inst["instrument"]) == {"classifier"} and set(inst["seed"]) == {0}
     assert experiment.classifier_gates(runs, pd.DataFrame()) == []  # no CNN, no convergence grid
+
+
+class _Constant(nn.Module):
+    """A judge that answers class 0 whatever it sees: no better than the majority rate of a balanced test set."""
+
+    def forward(self, x):
+        return torch.tensor([[5.0, 0.0, 0.0]]).expand(len(x), 3)
+
+
+def test_a_judge_no_better_than_a_constant_answer_fails_the_vae_gate(monkeypatch):
+    monkeypatch.setattr(experiment, "reconstruct", lambda vae, x: x.clone())  # perfect reconstructions
+    good = {r["check"]: r for r in experiment.vae_gate(None, ORACLE, SPLITS, dataset="toy@5", seed=0)}
+    weak = {r["check"]: r for r in experiment.vae_gate(None, Oracle("toy", _Constant(), 0.4, 0.4, 1 / 3,
+                                                                    "multi-class"), SPLITS, dataset="toy@5", seed=0)}
+    assert good["oracle_margin"]["passed"] and good["recon_mse"]["passed"]
+    # class 0 holds 10 of the 30 test images: accuracy 1/3 = the majority rate, a margin of 0
+    assert weak["oracle_margin"]["value"] == pytest.approx(0.0) and not weak["oracle_margin"]["passed"]
 
 
 def test_augmentation_gate_skips_the_frechet_distance_when_the_class_mix_differs():

@@ -13,6 +13,9 @@ quality gates of that seed's instruments (`latentlab.gates` rows, told apart by 
 with `latentlab.grid.tables`):
   * "vae": `reconstruction_gate` on GATE_IMAGES fixed test images (the same for every seed): the oracle recognises
     the reconstructions at least 0.8 x as often as the real images, and their MSE is at most 0.6 x the mean image's;
+    and `oracle_margin`, the oracle's accuracy on those real images minus their majority-class rate, at least
+    ORACLE_MARGIN: a judge that barely beats a constant answer (BreastMNIST's) cannot check labels, so every claim
+    on a latent arm (all rest on "vae") reads `not tested` rather than resting on its label checks;
   * "vae-augmentations:<operation>" (`augmentation_instrument`), per latent arm: the decoded augmentations keep their
     source's label, to the oracle, at least LABEL_RATIO = 0.8 x as often as it labels the real images correctly
     (`label_agreement`; the coverage row of `sample_gate` does not apply: the augmentations are made per class, from
@@ -66,6 +69,7 @@ CLASSIFIER = "classifier"  # the instrument of the CNN's convergence
 GATE_IMAGES = 1000  # held-out real images of the reconstruction gate (a fixed test subset, the same for every seed)
 GATE_SAMPLES = 1000  # at most this many decoded augmentations in the Frechet gate
 LABEL_RATIO = 0.8  # augmentations keep their label at least this x as often as the oracle labels real images right
+ORACLE_MARGIN = 0.10  # the oracle must beat the majority-class rate of the gate's test images by this much
 CHOICE_MARGIN = 0.05  # the sweep asks LABEL_RATIO + this of a candidate: the seeds' own VAEs differ from the sweep's
 MAX_CLASS_MIX_GAP = 0.1  # total variation between the class mixes beyond which the Frechet gate is not measured
 FIRST_SYNTHETIC_EPOCH = 0  # the synthetic set joins the training set from the first epoch
@@ -275,10 +279,15 @@ def augmentation_instrument(arm: str) -> str:
 
 
 def vae_gate(vae: ConvAutoencoder, oracle: Oracle, splits: Splits, *, dataset: str, seed: int) -> list[dict]:
-    """`gates.reconstruction_gate` of a VAE on GATE_IMAGES fixed test images (instrument "vae")."""
+    """`gates.reconstruction_gate` of a VAE on GATE_IMAGES fixed test images (instrument "vae"), and the judge's own
+    row `oracle_margin`: its accuracy on those images minus their majority-class rate, at least ORACLE_MARGIN."""
     held = data.fixed_subset(splits.test, GATE_IMAGES)
-    return gates.reconstruction_gate(oracle, held.x, held.y, reconstruct(vae, held.x), instrument=VAE,
+    rows = gates.reconstruction_gate(oracle, held.x, held.y, reconstruct(vae, held.x), instrument=VAE,
                                      dataset=dataset, seed=seed)
+    acc = next(r["value"] for r in rows if r["check"] == "oracle_accuracy_real")
+    margin = acc - float(np.bincount(held.y.numpy()).max() / len(held))
+    return rows + [gates.row(VAE, dataset, seed, "oracle_margin", margin, threshold=ORACLE_MARGIN,
+                             passed=margin >= ORACLE_MARGIN)]
 
 
 def frechet_reference(splits: Splits, n: int) -> Dataset:
