@@ -468,6 +468,18 @@ def test_a_claim_with_a_failed_gate_reads_not_tested_and_leaves_the_family():
     assert no_gates["verdict"].str.startswith("not tested: autoencoder not measured, classifier not measured").all()
 
 
+def test_one_setting_has_nothing_to_pool_and_its_family_is_the_per_setting_rows():
+    results = _family()
+    one = results[results["dataset"] == "pneumoniamnist@1%"]
+    v = paper.verdicts(one, _gate_rows(None))
+    assert set(v["dataset"]) == {"pneumoniamnist@1%"}  # no pooled rows
+    assert len(v) == len(paper.CLAIMS) * len(paper.PER_SETTING) == v.attrs["family"]
+    full = paper.verdicts(results, _gate_rows(None))  # the same rows, in a larger family there
+    mine = full[full["dataset"] == "pneumoniamnist@1%"].reset_index(drop=True)
+    assert np.allclose(v["mean"].to_numpy(), mine["mean"].to_numpy())
+    assert (v["high_fw"] - v["low_fw"] < mine["high_fw"] - mine["low_fw"]).all()  # fewer rows: narrower
+
+
 def test_the_pooled_rows_are_a_random_effects_meta_analysis_of_the_settings():
     """Pooled across all three settings by random effects: the estimate is statsmodels' DerSimonian-Laird on the
     per-setting mean differences with variance sd^2 / n (by hand here), and its family-wise interval the normal one
