@@ -70,8 +70,8 @@ def per_setting(results: pd.DataFrame, instruments: pd.DataFrame | None) -> pd.D
 def verdicts(results: pd.DataFrame, instruments: pd.DataFrame | None) -> pd.DataFrame:
     """The notebook's one family of verdicts: every claim per setting on PER_SETTING, and pooled across the
     settings by random effects on CLEAN (ROBUSTNESS too for ROBUST_CLAIMS; with a single setting there is nothing to
-    pool and its rows on every one of those metrics take the pooled rows' place), with family-wise intervals over all rows. instruments: the gates'
-    table (claims on a setting with a failed gate read `not tested`)."""
+    pool and its rows on every one of those metrics take the pooled rows' place), with family-wise intervals over all
+    rows. instruments: the gates' table (claims on a setting with a failed gate read `not tested`)."""
     rows = per_setting(results, instruments)
     if rows["dataset"].nunique() < 2:  # one setting (the classroom profile's): its rows are what pooling would give
         return stats.one_family(rows)
