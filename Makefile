@@ -16,12 +16,14 @@ ifneq ($(WORKERS),)
 export LATENTLAB_WORKERS := $(WORKERS)
 endif
 
-.PHONY: help env test unit smoke run figures student pack book readme lab lint bench bench-train clean
+.PHONY: help env test unit smoke smoke-reference validate run figures student pack book readme lab lint bench bench-train clean
 
 help:
 	@echo "make run NB='01*' PROFILE=smoke|classroom|default|paper  execute a copy into build/<profile>/ (tree untouched)"
 	@echo "make figures [PROFILE=default|paper] [NB='01*'] [WORKERS=N]  run notebooks in place, write figures/"
-	@echo "make test                                         unit tests + every notebook at smoke size (nbval)"
+	@echo "make test                                         unit tests + every notebook at smoke size (nbval, strict)"
+	@echo "make smoke-reference [NB='01*']                   regenerate tests/reference/ (the smoke outputs make test expects)"
+	@echo "make validate NB='04*' [PROFILE=default]          re-execute a committed notebook, compare every output (build/validate/)"
 	@echo "make student                                      build/student/ (no solutions, no outputs), build/solutions/"
 	@echo "make book                                         static site of the notebooks in build/book/html/ (offline)"
 	@echo "make pack PROFILE=classroom                       that profile's trained models as build/packs/models-<profile>.tar"
@@ -46,12 +48,22 @@ test: unit smoke
 unit: env
 	$(BIN)/python -m pytest -q tests
 
-# papermill writes parameterised copies to build/smoke/, nbval executes them; figures go to build/ too.
+# papermill writes parameterised copies to build/smoke/ (figures in build/smoke/figures/), each gets the outputs of its
+# reference tests/reference/<notebook>.ipynb, and nbval executes them in strict mode: every cell's outputs must equal
+# the reference's after the sanitizers of tests/sanitize.cfg (images are not compared). A notebook without a reference
+# runs unchecked (the run says so); one whose code changed since its reference stops before anything runs.
 smoke: env
-	rm -rf build/smoke
-	$(BIN)/python -m latentlab.runner smoke --nb '$(NB)'
-	LATENTLAB_FIGURES=$(CURDIR)/build/smoke/figures $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
-		--nbval-cell-timeout=1200 build/smoke
+	$(BIN)/python -m latentlab.validate smoke --nb '$(NB)'
+
+# The smoke references from a fresh smoke run (sanitized, no images): review `git diff tests/reference/`, commit.
+smoke-reference: env
+	$(BIN)/python -m latentlab.validate reference --nb '$(NB)'
+
+# A committed notebook (figures/<stem>/<PROFILE>/ for a profile other than default) re-executed into
+# build/validate/<PROFILE>/ and compared output by output, with the smoke check's sanitizers; it names the cells that
+# differ and the largest numeric difference. Warm models (`make pack`, LATENTLAB_MODELS_URL) make it minutes.
+validate: env
+	$(BIN)/python -m latentlab.validate validate --nb '$(NB)' --profile $(PROFILE)
 
 # An executed copy at any profile in build/<profile>/: notebook, figures/<stem>/ (results, ledger, MANIFEST.json).
 run: env
