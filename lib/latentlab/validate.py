@@ -49,9 +49,12 @@ CELL_TIMEOUT_S = 1200
 # --------------------------------------------------------------------------- sanitizers
 
 
-def sanitizers(path: Path = SANITIZERS) -> list[tuple[str, str]]:
-    """The (regex, replacement) pairs of a sanitizer file, in nbval's format (`regex: ...` then `replace: ...`)."""
-    return re.findall(r"^regex: (.*)$\n^replace: (.*)$", path.read_text(), flags=re.MULTILINE)
+def sanitizers(path: Path = SANITIZERS, *, stored: bool = False) -> list[tuple[str, str]]:
+    """The (regex, replacement) pairs of a sanitizer file, in nbval's format (`regex: ...` then `replace: ...`).
+    stored: those a reference is stored with, all but the last (runs of spaces as one, which would flatten the
+    tables of the stored text; nbval applies it to both sides when it compares)."""
+    pairs = re.findall(r"^regex: (.*)$\n^replace: (.*)$", path.read_text(), flags=re.MULTILINE)
+    return pairs[:-1] if stored else pairs
 
 
 def sanitize(text: str, patterns: list[tuple[str, str]]) -> str:
@@ -138,14 +141,14 @@ def _split(text: str) -> tuple[list[float], str]:
 
 
 def numeric_difference(ref: str, new: str) -> tuple[float | None, str]:
-    """The largest absolute difference between the numbers of two texts that differ only in their numbers (line by
-    line where the texts have the same number of lines), with where it is; None when no numbers are comparable."""
-    pairs = [(ref, new)]
-    if _split(ref)[1] != _split(new)[1]:
-        a, b = ref.splitlines(), new.splitlines()
-        pairs = list(zip(a, b)) if len(a) == len(b) else []
+    """The largest absolute difference between the numbers of two texts, line by line where both have as many lines
+    (else as a whole), over the lines that differ only in their numbers; and where it is (None, why: no such line)."""
+    a, b = ref.splitlines(), new.splitlines()
+    pairs = list(zip(a, b)) if len(a) == len(b) else [(ref, new)]
     best, where = None, "the texts differ in more than their numbers"
     for r, n in pairs:
+        if r == n:
+            continue
         (x, sx), (y, sy) = _split(r), _split(n)
         if sx != sy or len(x) != len(y):
             continue
@@ -153,36 +156,47 @@ def numeric_difference(ref: str, new: str) -> tuple[float | None, str]:
             d = abs(u - v) if not (math.isnan(u) or math.isnan(v)) else (0.0 if math.isnan(u) == math.isnan(v)
                                                                          else math.inf)
             if d > 0 and (best is None or d > best):
-                best, where = d, f"{u:g} -> {v:g} in {r.strip()[:90]!r}"
+                best, where = d, f"reference {u:g}, now {v:g}, in {r.strip()[:100]!r}"
     return best, where
 
 
-def _texts(outputs: list) -> list[str]:
-    """One comparable text per output kind, in order (what nbval compares: streams by name, data by MIME type)."""
+def _texts(outputs: list) -> list[tuple[str, str]]:
+    """(kind, text) of every output in order, the kinds nbval compares: streams by name, data by MIME type."""
     texts = []
     for o in outputs:
         if o.get("output_type") == "stream":
-            texts.append(f"[{o.get('name')}]\n" + _text_of(o.get("text", "")))
+            texts.append((o.get("name"), _text_of(o.get("text", ""))))
         elif "data" in o:
-            texts += [f"[{k}]\n" + _text_of(v) for k, v in o["data"].items() if k not in IMAGES]
+            texts += [(k, _text_of(v)) for k, v in o["data"].items() if k not in IMAGES]
         elif o.get("output_type") == "error":
-            texts.append(f"[error]\n{o.get('ename')}: {o.get('evalue')}")
+            texts.append(("error", f"{o.get('ename')}: {o.get('evalue')}"))
     return texts
 
 
 def compare_cells(ref_outputs: list, new_outputs: list, patterns) -> tuple[float | None, str]:
-    """Largest numeric difference between a cell's reference and new outputs (sanitized), and where."""
-    a = [sanitize(t, patterns) for t in _texts(ref_outputs)]
-    b = [sanitize(t, patterns) for t in _texts(new_outputs)]
-    if len(a) != len(b):
-        return None, f"{len(a)} outputs in the reference, {len(b)} now"
+    """Largest numeric difference between a cell's reference and new outputs (sanitized, streams merged), and
+    where."""
+    def merged(outputs):
+        kinds: dict[str, list[str]] = {}
+        for kind, text in _texts(outputs):
+            kinds.setdefault(kind, []).append(sanitize(text, patterns))
+        return {k: ("".join(v) if k in ("stdout", "stderr") else v) for k, v in kinds.items()}
+
+    a, b = merged(ref_outputs), merged(new_outputs)
+    if set(a) != set(b):
+        return None, f"outputs {sorted(a)} in the reference, {sorted(b)} now"
     best, where = None, "the texts differ in more than their numbers"
-    for r, n in zip(a, b):
-        if r == n:
+    for kind in a:
+        ra, rb = (a[kind], b[kind]) if isinstance(a[kind], list) else ([a[kind]], [b[kind]])
+        if len(ra) != len(rb):
+            where = f"{len(ra)} {kind} outputs in the reference, {len(rb)} now"
             continue
-        d, w = numeric_difference(r, n)
-        if d is not None and (best is None or d > best):
-            best, where = d, w
+        for r, n in zip(ra, rb):
+            if r == n:
+                continue
+            d, w = numeric_difference(r, n)
+            if d is not None and (best is None or d > best):
+                best, where = d, f"{kind}: {w}"
     return best, where
 
 
@@ -328,7 +342,7 @@ def reference(pattern: str, out: Path = BUILD / "smoke-reference") -> int:
 
     shutil.rmtree(out, ignore_errors=True)
     runner.smoke(pattern, out)
-    patterns, failed = sanitizers(), []
+    patterns, failed = sanitizers(stored=True), []
     for nb in runner.notebooks(pattern):  # one nbval run each: a reference is written as soon as its run is done
         executed = out / "executed" / nb.name
         if _nbval([out / nb.name], record=out / "executed", lax=True, figures=out / "figures") or not executed.exists():
