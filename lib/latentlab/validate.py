@@ -43,7 +43,8 @@ REFERENCES = REPO / "tests" / "reference"
 SANITIZERS = REPO / "tests" / "sanitize.cfg"
 BUILD = REPO / "build"
 IMAGES = ("image/png", "image/jpeg", "image/svg+xml")  # never compared (nbval skips png and jpeg), never stored
-CELL_TIMEOUT_S = 1200
+CELL_TIMEOUT_S = 1200  # a smoke cell; `validate` allows a default or paper run's grid cell hours
+VALIDATE_CELL_TIMEOUT_S = 12 * 3600
 
 
 # --------------------------------------------------------------------------- sanitizers
@@ -287,7 +288,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def _nbval(files: list[Path], *, record: Path, lax: bool = False, figures: Path | None = None,
-           profile_dir: str | None = None, capture: bool = False):
+           profile_dir: str | None = None, capture: bool = False, cell_timeout: int = CELL_TIMEOUT_S):
     """nbval on files (strict unless lax) with the sanitizers, recording what ran. The kernel gets the environment
     a papermill run gives it: no MPLBACKEND (figures are outputs), LATENTLAB_FIGURES when given. Returns the exit
     status (with capture: the finished process, its output in .stdout)."""
@@ -299,7 +300,7 @@ def _nbval(files: list[Path], *, record: Path, lax: bool = False, figures: Path 
     if profile_dir is not None:
         env[PROFILE_DIR] = profile_dir
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "latentlab.validate", "--nbval-lax" if lax else "--nbval",
-           "--nbval-current-env", f"--nbval-cell-timeout={CELL_TIMEOUT_S}", "--nbval-kernel-startup-timeout=600",
+           "--nbval-current-env", f"--nbval-cell-timeout={cell_timeout}", "--nbval-kernel-startup-timeout=600",
            "--nbval-sanitize-with", str(SANITIZERS),
            "--latentlab-record", str(record), "-o", "filterwarnings=ignore::DeprecationWarning",
            *map(str, files)]
@@ -374,7 +375,8 @@ def validate(pattern: str, profile: str = "default", out: Path | None = None) ->
         print(f"[validate] {src.relative_to(REPO)} -> re-executed as {(out / 'executed' / nb.name).relative_to(REPO)}"
               f", figures in {(out / 'figures').relative_to(REPO)}/", flush=True)
     os.environ["LATENTLAB_PROFILE"] = profile
-    return _nbval(files, record=out / "executed", figures=out / "figures", profile_dir="")
+    return _nbval(files, record=out / "executed", figures=out / "figures", profile_dir="",
+                  cell_timeout=VALIDATE_CELL_TIMEOUT_S)
 
 
 def main(argv: list[str] | None = None) -> None:
