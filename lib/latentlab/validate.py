@@ -100,6 +100,8 @@ def write_reference(executed: Path, dst: Path, patterns: list[tuple[str, str]]) 
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"  # papermill draws a new id each run: regenerated references diff clean
         if cell.cell_type == "code":
             cell.outputs = clean_outputs(cell.outputs, patterns)
     nb.metadata = {"kernelspec": nb.metadata.get("kernelspec", {}), "language_info": {"name": "python"},
