@@ -19,7 +19,7 @@ PARAMS = dict(DATASETS=["toy"], SEEDS=[0], ARMS=list(cam.ARMS), WORKERS=1, IMBAL
               AE_LATENT=4,
               AE_WIDTH=[4, 4, 4], AE_STEPS=2, AE_BATCH=8, IL_CHANNELS=4, IL_WIDTH=8, IL_GENERATIONS=2,
               IL_INTERACTION_STEPS=2, IL_IMITATION_STEPS=2, K_NEIGHBOURS=3, DENOISER_WIDTH=8, DENOISER_STEPS=2,
-              REFINE_SCHEDULE=4, REFINE_STEPS=2, REFINE_MODE="sdedit", REFINE_GRID=[0, 2], N_FID=8,
+              REFINE_SCHEDULE=4, REFINE_STEPS=2, REFINE_MODE="sdedit", REFINE_GRID=[0, 2], N_FID=8, FEATURE_AE_STEPS=2, SCALE_SEEDS=[],
               CLF_ARCH="cnn", CLF_WIDTH=4, CLF_STEPS=2, CLF_MIN_EPOCHS=1, CLF_BATCH=16, CLF_LR=2e-3,
               CLF_CLASS_WEIGHT=None, CLF_MONITOR="loss", CLF_VAL_CHECKS=10, CLF_LR_DECAY=None,
               ORACLE_ARCH="cnn", ORACLE_WIDTH=4, ORACLE_STEPS=2, ORACLE_MAX_IMAGES=None, N_VAL=None, N_TEST=None)
@@ -158,7 +158,11 @@ def test_run_seed_gives_every_arm_and_the_quality_grid_and_reads_each_split_once
     clf = rows[rows["metric"] == "tail_ap"]
     assert sorted(clf["arm"]) == sorted(cam.ARMS) and clf["value"].between(0, 1).all()
     fid = rows[(rows["metric"] == "frechet") & (rows["arm"] == "cam-fusion")]
-    assert sorted(fid["refine_steps"]) == [0, 2] and np.isfinite(fid["value"]).all()
+    assert np.isfinite(fid["value"]).all() and np.isfinite(rows.loc[rows["metric"] == "frechet_ae", "value"]).all()
+    # both refinement modes at every step count (0 steps once: the same images in every mode)
+    assert sorted(zip(fid["refine_mode"], fid["refine_steps"])) == [("official", 2), ("sdedit", 0), ("sdedit", 2)]
+    real = rows[(rows["metric"] == "frechet") & (rows["arm"] == "real-refined")]  # the denoiser's sanity rows
+    assert sorted(zip(real["refine_mode"], real["refine_steps"])) == [("official", 2), ("sdedit", 2)]
     assert {"real", "vae-recon", "random-mask", "shuffled-mask", "random-partner"} <= set(
         rows.loc[rows["metric"] == "frechet", "arm"])
     assert set(rows.loc[rows["metric"] == "single_class", "arm"]) == set(cam.ARMS)
@@ -226,7 +230,8 @@ def test_run_seed_gates_every_instrument_on_its_own_models(toy):
     samples = {"oracle_accuracy_real_tail", "tail_agreement", "mean_confidence", "fd_model", "fd_floor",
                "fd_ceiling", "fd_gap_closed"}  # no min_class_share: the samples are tail images by design
     for instrument, checks in (("autoencoder_kl", recon), ("stage1", recon), ("fused", samples),
-                               ("refined", samples)):
+                               ("refined", samples), ("denoiser", samples | {"fd_before"}),
+                               ("feature_ae", {"mean_image_mse", "recon_mse"})):
         assert set(g.loc[g["instrument"] == instrument, "check"]) == checks, instrument
     # the reconstruction gate recomputed by hand from the seed's (cached) AutoencoderKL on the held-out images
     s = cam.prepare(_toy("train"), 0, TINY)
@@ -242,6 +247,8 @@ def test_run_seed_gates_every_instrument_on_its_own_models(toy):
     real = _gate(g, "autoencoder_kl", "tail_oracle_accuracy_real")["value"]
     assert _gate(g, "fused", "oracle_accuracy_real_tail")["value"] == real
     assert _gate(g, "refined", "tail_agreement")["threshold"] == pytest.approx(cam.AGREEMENT_RATIO * real)
+    assert _gate(g, "denoiser", "tail_agreement")["threshold"] == pytest.approx(cam.AGREEMENT_RATIO * real)
+    assert _gate(g, "denoiser", "fd_before")["value"] != _gate(g, "denoiser", "fd_model")["value"]  # it refined
 
 
 def test_sample_gate_rows_pass_and_fail_on_the_oracles_agreement():

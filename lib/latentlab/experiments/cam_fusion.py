@@ -55,6 +55,7 @@ from latentlab import data, gates, results, train
 from latentlab.config import ClfConfig, OracleConfig, Params
 from latentlab.frechet import classifier_features, frechet_distance_features
 from latentlab.metrics import classification_metrics, per_class_average_precision, predictions
+from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, encode_all, epochs_for, fit_autoencoder, reconstruct
 from latentlab.models.denoiser import REFINE_MODES, DenoiserConfig, LatentDenoiser, fit_denoiser, refine
 from latentlab.models.iterated import ILConfig, IteratedModel, fit_iterated
 from latentlab.models.latent_kl import KLConfig, LatentCodec, fit_latent_codec
@@ -73,6 +74,9 @@ CONTROLS = {"shuffled-mask": "shuffled", "random-mask": "random", "random-partne
 SYNTHETIC_ARMS = ("oversample", *FUSION_ARMS)  # the arms that add images to the long-tailed set
 BALANCED_ARMS = ("reweight", "cam-fusion+reweight")  # a class-balanced loss over every class
 FIRST_SYNTHETIC_EPOCH = 0  # they add them to the training set itself: every epoch sees them
+SCALE = 4  # the scale check: this many times the AutoencoderKL's and Stage 1's updates (`scaled`)
+HEADLINE_ARMS = ("none", "oversample", "shuffled-mask", "cam-fusion")  # the arms of the scale check's claims
+FEATURE_AE_IMAGES = 10000  # training images (a fixed draw, no labels) of the label-free feature autoencoder
 GATE_IMAGES = 1000  # held-out images per reconstruction gate (a fixed subset, the same for every seed)
 AGREEMENT_RATIO = 0.8  # fused images must keep their tail label this often, relative to real tail images
 
@@ -112,6 +116,8 @@ class Config(Params):
     refine_mode: str                # "sdedit" (noise, then denoise) or "official" (no added noise), `refine`
     refine_grid: tuple[int, ...]
     n_fid: int                      # real tail images per tail class, the reference of the Frechet distance
+    feature_ae_steps: int           # updates of the label-free feature autoencoder (whole training split, no labels)
+    scale_seeds: tuple[int, ...]    # the scale check: SCALE x the AutoencoderKL's and Stage 1's updates on these seeds
     clf: ClfConfig
     oracle: OracleConfig
     n_val: int | None
@@ -142,6 +148,20 @@ class Config(Params):
     def denoiser(self, seed: int) -> DenoiserConfig:
         """The seed's latent denoiser (DENOISER_*)."""
         return DenoiserConfig(width=self.denoiser_width, steps=self.denoiser_steps, seed=seed)
+
+    def feature_ae(self, n_images: int) -> AEConfig:
+        """The label-free feature autoencoder (FEATURE_AE_STEPS updates on n_images images)."""
+        return AEConfig(kind="ae", latent_dim=32, width=16, epochs=epochs_for(self.feature_ae_steps, n_images, 128),
+                        batch_size=128, seed=0)
+
+
+def scaled(cfg: Config) -> Config:
+    """The scale check's config: SCALE x the AutoencoderKL's and Stage 1's updates, on cfg.scale_seeds, the
+    HEADLINE_ARMS only (the rest as cfg: the denoiser, the classifiers and the oracle do not change)."""
+    arms = tuple(a for a in cfg.arms if a in HEADLINE_ARMS)
+    return cfg.replace(ae_steps=SCALE * cfg.ae_steps, il_interaction_steps=SCALE * cfg.il_interaction_steps,
+                       il_imitation_steps=SCALE * cfg.il_imitation_steps, seeds=tuple(cfg.scale_seeds), arms=arms,
+                       scale_seeds=())
 
 
 # --------------------------------------------------------------------------- data
@@ -238,10 +258,11 @@ class Seed:
         return cam_fusion(self.stage1, self.latents, self.train.y, self.tail, self.cfg.n_augment,
                           k=self.cfg.k_neighbours, masks=masks, partners=partners, generator=gen)
 
-    def images(self, latents: torch.Tensor, steps: int = 0) -> torch.Tensor:
-        """Images of latents after `steps` refinement steps (seeded noise)."""
+    def images(self, latents: torch.Tensor, steps: int = 0, mode: str | None = None) -> torch.Tensor:
+        """Images of latents after `steps` refinement steps (seeded noise) in `mode` (default: REFINE_MODE)."""
         gen = torch.Generator().manual_seed(self.seed + 1)
-        z = refine(self.denoiser, latents, steps, self.cfg.refine_schedule, generator=gen, mode=self.cfg.refine_mode)
+        z = refine(self.denoiser, latents, steps, self.cfg.refine_schedule, generator=gen,
+                   mode=mode or self.cfg.refine_mode)
         return batched(self.codec.decode, z, 512)
 
 
@@ -368,36 +389,59 @@ def reference_images(s: Seed, n_per_class: int) -> tuple[torch.Tensor, torch.Ten
     return s.full.x[torch.cat(ref)], s.full.x[alt], s.full.y[alt]
 
 
-def image_quality(oracle: Oracle, x: torch.Tensor, labels: torch.Tensor, ref_features: torch.Tensor) -> dict:
-    """Frechet distance of images x to the reference (the oracle's features of real tail images) and the share of
-    x whose oracle label is their tail label (`tail_fidelity`; NaN for multi-hot labels)."""
+def feature_encoder(dataset: str, cfg: Config, full: data.Dataset | None = None) -> ConvAutoencoder:
+    """The label-free feature space of the image-quality measures: a convolutional autoencoder (32-d code) trained
+    without labels on FEATURE_AE_IMAGES images of the whole training split (a fixed draw, the same for every seed;
+    cached). Its encoder never saw a label, so a Frechet distance on its codes does not merely repeat the oracle's
+    class decision (`frechet_ae` beside the oracle's `frechet`)."""
+    x = data.fixed_subset(data.load_cached(dataset, "train") if full is None else full, FEATURE_AE_IMAGES).x
+    return fit_autoencoder(x, cfg.feature_ae(len(x)))
+
+
+def image_quality(oracle: Oracle, x: torch.Tensor, labels: torch.Tensor, ref_features: torch.Tensor,
+                  encoder: ConvAutoencoder | None = None, ref_codes: torch.Tensor | None = None) -> dict:
+    """Frechet distance of images x to the reference (the oracle's features of real tail images), the share of x
+    whose oracle label is their tail label (`tail_fidelity`; NaN for multi-hot labels) and, given the label-free
+    `encoder` and its codes of the reference, the Frechet distance on those codes (`frechet_ae`)."""
     agree = oracle.agreement(x, labels) if labels.ndim == 1 else float("nan")
-    return {"frechet": frechet_distance_features(classifier_features(oracle.model, x), ref_features),
-            "tail_fidelity": agree}
+    out = {"frechet": frechet_distance_features(classifier_features(oracle.model, x), ref_features),
+           "tail_fidelity": agree}
+    if encoder is not None:
+        out["frechet_ae"] = frechet_distance_features(encode_all(encoder, x), ref_codes)
+    return out
 
 
-def quality_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle) -> list[dict]:
-    """`image_quality` of the fused images per refinement step count, with the CPU seconds of refining and
-    decoding; and the same for three references: other real tail images, their AutoencoderKL reconstructions, and
-    the fusion controls among the arms (`CONTROLS`)."""
+def quality_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle, encoder: ConvAutoencoder | None = None) -> list[dict]:
+    """`image_quality` of the fused images per refinement step count in both refinement modes (column
+    `refine_mode`; REFINE_MODE's rows are the claims'), with the CPU seconds of refining and decoding; the same for
+    the references: other real tail images, their AutoencoderKL reconstructions, those reconstructions' latents
+    refined like the fused ones (`real-refined`: the denoiser's sanity check, per step count and mode), and the
+    fusion controls among the arms (`CONTROLS`)."""
     ref, alt, alt_labels = reference_images(s, s.cfg.n_fid)
     ref_features = classifier_features(oracle.model, ref)
+    ref_codes = encode_all(encoder, ref) if encoder is not None else None
 
-    def measure(arm: str, x: torch.Tensor, labels: torch.Tensor, steps: int = 0) -> list[dict]:
-        values = image_quality(oracle, x, labels, ref_features)
-        return results.rows(s.dataset, arm, s.seed, values, refine_steps=steps)
+    def measure(arm: str, x: torch.Tensor, labels: torch.Tensor, steps: int = 0, mode: str | None = None):
+        values = image_quality(oracle, x, labels, ref_features, encoder, ref_codes)
+        return results.rows(s.dataset, arm, s.seed, values, refine_steps=steps, refine_mode=mode or s.cfg.refine_mode)
 
     rows = measure("real", alt, alt_labels) + measure("vae-recon", batched(s.codec.forward, alt, 512), alt_labels)
     for arm, kind in CONTROLS.items():
         if kind in fused:
             rows += measure(arm, s.images(fused[kind].latents), fused[kind].labels)
     f = fused["cam"]
-    for steps in s.cfg.refine_grid:
-        clock = time.process_time()
-        x = s.images(f.latents, steps)
-        seconds = time.process_time() - clock
-        rows += measure("cam-fusion", x, f.labels, steps)
-        rows.append(rows[-1] | {"metric": "refine_cpu_seconds", "value": seconds})
+    z_real = batched(s.codec.encode, alt, 512)
+    for mode in (s.cfg.refine_mode, *(m for m in REFINE_MODES if m != s.cfg.refine_mode)):
+        for steps in s.cfg.refine_grid:
+            if steps == 0 and mode != s.cfg.refine_mode:
+                continue  # 0 steps is the same image in every mode
+            clock = time.process_time()
+            x = s.images(f.latents, steps, mode)
+            seconds = time.process_time() - clock
+            rows += measure("cam-fusion", x, f.labels, steps, mode)
+            rows.append(rows[-1] | {"metric": "refine_cpu_seconds", "value": seconds})
+            if steps:
+                rows += measure("real-refined", s.images(z_real, steps, mode), alt_labels, steps, mode)
     return rows
 
 
@@ -464,13 +508,39 @@ def fusion_gate_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle, test: da
                                       dataset=s.dataset, seed=s.seed)]
 
 
+def denoiser_gate_rows(s: Seed, oracle: Oracle, test: data.Dataset) -> list[dict]:
+    """The denoiser's sanity check ("denoiser"): held-out real tail images, encoded and refined with REFINE_STEPS
+    steps of REFINE_MODE exactly as the fused latents are, must stay real tail images: `sample_gate_rows` of the
+    refined images against real tail images the seed never trained on (their tail agreement, their Frechet gap
+    closed), beside `fd_before` (reported: the Frechet distance of the same images unrefined, i.e. the AutoencoderKL's
+    reconstructions; the refinement should not move it far)."""
+    ref, alt, _ = reference_images(s, s.cfg.n_fid)
+    real = torch.cat([ref, alt])
+    tail = held_out(test, s.tail)["tail"]
+    real_accuracy = oracle.agreement(tail.x, tail.y)
+    z = batched(s.codec.encode, tail.x, 512)
+    at = dict(n_classes=s.full.n_classes, instrument="denoiser", dataset=s.dataset, seed=s.seed)
+    before = sample_gate_rows(oracle, s.images(z, 0), tail.y, real, real_accuracy, **at)
+    after = sample_gate_rows(oracle, s.images(z, s.cfg.refine_steps), tail.y, real, real_accuracy, **at)
+    fd_before = next(r["value"] for r in before if r["check"] == "fd_model")
+    return after + [gates.row("denoiser", s.dataset, s.seed, "fd_before", fd_before)]
+
+
+def feature_gate_rows(encoder: ConvAutoencoder, dataset: str, seed: int, test: data.Dataset) -> list[dict]:
+    """The label-free feature autoencoder ("feature_ae"): `gates.error_gate` of its reconstructions of the held-out
+    test images (it must beat the mean image clearly, or its codes carry little of the images)."""
+    x = test.x[:GATE_IMAGES]
+    return gates.error_gate(x, reconstruct(encoder, x), instrument="feature_ae", dataset=dataset, seed=seed)
+
+
 def gate_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle, test: data.Dataset) -> list[dict]:
     """Every quality gate of a seed's models (module docstring, step 6). Multi-label data have no single label for
     the oracle to check: each instrument then gets one failed `single_label` row (its claims read "not tested")."""
     if test.info.multilabel:
         return [gates.row(i, s.dataset, s.seed, "single_label", 0.0, threshold=1.0, passed=False)
-                for i in ("autoencoder_kl", "stage1", "fused", "refined")]
-    return reconstruction_rows(s, oracle, test) + fusion_gate_rows(s, fused, oracle, test)
+                for i in ("autoencoder_kl", "stage1", "fused", "refined", "denoiser")]
+    return (reconstruction_rows(s, oracle, test) + fusion_gate_rows(s, fused, oracle, test)
+            + denoiser_gate_rows(s, oracle, test))
 
 
 # --------------------------------------------------------------------------- the task
@@ -489,13 +559,18 @@ def run_seed(task: dict) -> list[dict]:
     fused = {kind: s.fuse(*FUSIONS[kind]) for kind in sorted(kinds)}
     s.cpu_seconds["fusion"] = time.process_time() - clock
     oracle = train_oracle(dataset, cfg.oracle)
-    rows = classifier_rows(s, fused, val, test) + quality_rows(s, fused, oracle)
+    encoder = feature_encoder(dataset, cfg, full)
+    rows = classifier_rows(s, fused, val, test) + quality_rows(s, fused, oracle, encoder)
     rows += [r for stage, v in s.cpu_seconds.items() for r in results.rows(dataset, stage, seed, {"cpu_seconds": v})]
-    return rows + gate_rows(s, fused, oracle, test)
+    rows += results.rows(dataset, "stage1", seed, stage1_diagnostics(s.stage1, batched(s.codec.encode, val.x, 512),
+                                                                    val.y))
+    return rows + gate_rows(s, fused, oracle, test) + feature_gate_rows(encoder, dataset, seed, test)
 
 
 def oracle_rows(task: dict) -> list[dict]:
-    """Train (or load) the oracle of task['dataset']: its result rows (validation / test accuracy, majority rate)."""
+    """Train (or load) the oracle of task['dataset'] (its result rows: validation / test accuracy, majority rate) and
+    its label-free feature autoencoder (`feature_encoder`), so that the seed grid finds both in the cache."""
+    feature_encoder(task["dataset"], task["cfg"])
     return train_oracle(task["dataset"], task["cfg"].oracle).rows()
 
 
@@ -550,3 +625,120 @@ def fusion_example(s: Seed, n: int = 6, steps=(0, 3, 10)) -> Example:
     refined = {k: s.images(f.latents[pick], k) for k in steps}
     return Example(s.train.x[t], s.train.x[h], mips[:n], mips[n:], cams[:n] > 0.5, cams[n:] < 0.5,
                    channel_max_projection(f.codes[pick]), refined)
+
+
+# --------------------------------------------------------------------------- the instruments' budget, on validation
+
+
+def stage1_diagnostics(stage1: IteratedModel, z: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """What Stage 1's sparse codes of latents z (labels y) hold: `stage1_accuracy`, the accuracy of its classifier C
+    on them (class labels only; NaN for multi-hot), `code_max_prob`, the mean over cells of the largest channel
+    probability (1: one-hot at every cell, 1/K: uniform), and `code_one_hot_share`, the share of cells whose largest
+    channel holds more than 0.9 of the mass (how sparse the codes are)."""
+    model = stage1.eval()
+    codes = sparse_codes(model, z)
+    top = codes.amax(1)
+    with torch.no_grad():
+        logits = batched(model.classifier, codes, 1024)
+    acc = float((logits.argmax(1) == y).float().mean()) if y.ndim == 1 else float("nan")
+    return {"stage1_accuracy": acc, "code_max_prob": float(top.mean()),
+            "code_one_hot_share": float((top > 0.9).float().mean())}
+
+
+def instrument_sweep(task: dict) -> list[dict]:
+    """One candidate latent space (task {"cfg", "dataset", "seed", "ae_width", "ae_latent", "ae_steps",
+    "il_channels"}: the config with those AE_WIDTH, AE_LATENT, AE_STEPS and IL_CHANNELS): the seed's AutoencoderKL and
+    Stage 1 model trained on its long-tailed set (cached, so a candidate equal to the config is `run_seed`'s very
+    model), and the reconstruction gates of both ("autoencoder_kl", "stage1", checks prefixed "tail_"/"all_") on the
+    *validation* split, plus `stage1_diagnostics` of the validation codes and the CPU seconds of training (0 when
+    loaded from the cache). Tidy rows (arm: the instrument, or "stage1" / "cost"), columns ae_width (a string),
+    ae_latent, ae_steps, il_channels and latent_grid (h x w). AE_* and IL_CHANNELS of the parameters cell were read
+    off this sweep (`write_instrument_record`, configs/05_instrument_budget.csv)."""
+    cfg = task["cfg"].replace(ae_width=tuple(task["ae_width"]), ae_latent=int(task["ae_latent"]),
+                              ae_steps=int(task["ae_steps"]), il_channels=int(task["il_channels"]))
+    dataset, seed = task["dataset"], task["seed"]
+    full = data.load_cached(dataset, "train")
+    val = data.load_cached(dataset, "val")
+    lt, tail, _ = long_tailed(full, seed, cfg)
+    clock = time.process_time()
+    codec = fit_latent_codec(lt.x, cfg.kl(seed))
+    latents = batched(codec.encode, lt.x, 512)
+    ae_seconds, clock = time.process_time() - clock, time.process_time()
+    stage1 = fit_iterated(latents, lt.y, lt.n_classes, cfg.il(seed))
+    il_seconds = time.process_time() - clock
+    oracle = train_oracle(dataset, cfg.oracle)
+    s = Seed(seed, cfg, full, lt, tail, np.zeros(0, dtype=int), codec, latents, stage1, None)
+    extra = dict(ae_width="-".join(map(str, cfg.ae_width)), ae_latent=cfg.ae_latent, ae_steps=cfg.ae_steps,
+                 il_channels=cfg.il_channels, latent_grid=f"{latents.shape[-2]}x{latents.shape[-1]}")
+    rows = []
+    for r in reconstruction_rows(s, oracle, val):
+        rows += results.rows(dataset, r["instrument"], seed, {r["check"]: r["value"]}, **extra)
+        if not np.isnan(r["threshold"]):
+            rows += results.rows(dataset, r["instrument"], seed, {f"{r['check']}_passed": float(r["passed"])},
+                                 **extra)
+    part = held_out(val, tail)["all"]
+    rows += results.rows(dataset, "stage1", seed,
+                         stage1_diagnostics(stage1, batched(codec.encode, part.x, 512), part.y), **extra)
+    return rows + results.rows(dataset, "cost", seed, {"autoencoder_cpu_seconds": ae_seconds,
+                                                       "stage1_cpu_seconds": il_seconds}, **extra)
+
+
+INSTRUMENT_RECORD = "05_instrument_budget.csv"  # configs/<this>: the latent spaces tried, written by `make choices`
+# The candidates of `write_instrument_record`: (AE_WIDTH, AE_LATENT, AE_STEPS, IL_CHANNELS); a 3-block AE halves 28 px
+# twice (7 x 7 latents, the old default), a 2-block one once (14 x 14).
+INSTRUMENT_CANDIDATES = (((8, 16, 16), 4, 800, 16), ((16, 32, 32), 8, 800, 16), ((8, 16), 2, 800, 16),
+                         ((8, 16), 4, 800, 16), ((16, 32), 4, 800, 16), ((16, 32), 4, 800, 32))
+
+
+def instrument_tasks(cfg: Config, candidates=INSTRUMENT_CANDIDATES, seeds=(0, 1), datasets=None) -> list[dict]:
+    """Every (dataset, seed, candidate) of an instrument sweep."""
+    return [{"cfg": cfg, "dataset": d, "seed": s, "ae_width": w, "ae_latent": c, "ae_steps": n, "il_channels": k}
+            for d in (datasets or cfg.datasets) for s in seeds for (w, c, n, k) in candidates]
+
+
+def instrument_summary(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Per candidate of an `instrument_sweep`: the runs (datasets x seeds), how many passed every reconstruction gate
+    of both instruments, the worst ratio of each gate (recognised reconstructions over real, error over the mean
+    image's), Stage 1's accuracy and sparsity, and the mean CPU seconds of training."""
+    keys = ["ae_width", "ae_latent", "ae_steps", "il_channels", "latent_grid"]
+    out = []
+    for cand, g in sweep.groupby(keys, sort=False):
+        passed = g[g["metric"].str.endswith("_passed")].groupby(["dataset", "seed"])["value"].min()
+        row = dict(zip(keys, cand)) | {"runs": len(passed), "runs_passed": int(passed.sum())}
+        for inst in ("autoencoder_kl", "stage1"):
+            v = g[g["arm"] == inst].pivot_table(index=["dataset", "seed"], columns="metric", values="value")
+            for part in ("tail", "all"):
+                label = v[f"{part}_oracle_accuracy_recon"] / v[f"{part}_oracle_accuracy_real"]
+                error = v[f"{part}_recon_mse"] / v[f"{part}_mean_image_mse"]
+                row[f"{inst}/{part}_label_ratio_min"] = float(label.min())
+                row[f"{inst}/{part}_error_ratio_max"] = float(error.max())
+        diag = g[g["metric"].isin(["stage1_accuracy", "code_max_prob", "code_one_hot_share"])]
+        diag = diag.groupby("metric")["value"].mean()
+        cost = g[g["arm"] == "cost"].groupby("metric")["value"].mean()
+        out.append(row | diag.to_dict() | cost.to_dict())
+    return pd.DataFrame(out)
+
+
+def instrument_record(path=None) -> pd.DataFrame:
+    """The record AE_* and IL_CHANNELS were read off (configs/05_instrument_budget.csv, `write_instrument_record`)."""
+    from latentlab.config import CONFIGS
+
+    path = CONFIGS / INSTRUMENT_RECORD if path is None else path
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: `make choices` writes it (validation images only).")
+    return pd.read_csv(path)
+
+
+def write_instrument_record(path=None, workers: int | None = None, candidates=INSTRUMENT_CANDIDATES) -> pd.DataFrame:
+    """The record the latent space was read off (`make choices`): `instrument_sweep` of every candidate on seeds 0
+    and 1 of the notebook's DATASETS, the rest as its parameters cell. Writes configs/05_instrument_budget.csv
+    (validation images only) and returns its `instrument_summary`: the cheapest candidate that passes on every run is
+    the parameters cell's."""
+    from latentlab import grid
+    from latentlab.config import CONFIGS, REPO
+    from latentlab.runner import parameters_of
+
+    cfg = Config.from_parameters(parameters_of(REPO / "notebooks" / f"{Config.NOTEBOOK}.ipynb", "default"))
+    sweep = grid.table(instrument_sweep, instrument_tasks(cfg, candidates), workers=workers, desc="latent spaces")
+    sweep.to_csv(CONFIGS / INSTRUMENT_RECORD if path is None else path, index=False)
+    return instrument_summary(sweep)
