@@ -518,6 +518,7 @@ def denoiser_gate_rows(s: Seed, oracle: Oracle, test: data.Dataset) -> list[dict
     real = torch.cat([ref, alt])
     tail = held_out(test, s.tail)["tail"]
     real_accuracy = oracle.agreement(tail.x, tail.y)
+    tail = capped(tail, len(real) // 2)  # sample_gate's floor needs twice as many real images as samples
     z = batched(s.codec.encode, tail.x, 512)
     at = dict(n_classes=s.full.n_classes, instrument="denoiser", dataset=s.dataset, seed=s.seed)
     before = sample_gate_rows(oracle, s.images(z, 0), tail.y, real, real_accuracy, **at)
