@@ -316,3 +316,44 @@ def test_classifier_gate_tolerates_a_point_or_the_seed_sd_whichever_is_larger():
     assert bad["threshold"] == pytest.approx(0.01) and not bad["passed"]
     with pytest.raises(ValueError, match="val_accuracy_2x.*convergence_rows"):
         cam.classifier_gate(_val_rows([0.8, 0.8], 0.8).iloc[:-1])
+
+
+# --------------------------------------------------------------------------- the instruments' budget, the scale check
+
+
+def test_instrument_sweep_gates_each_latent_space_on_the_validation_split(toy):
+    tasks = cam.instrument_tasks(TINY, candidates=(((4, 4, 4), 4, 2, 4), ((4, 4), 2, 2, 4)), seeds=(0,))
+    sweep = pd.DataFrame([r for t in tasks for r in cam.instrument_sweep(t)])
+    assert "test" not in toy  # validation images only
+    assert sorted(set(sweep["latent_grid"])) == ["14x14", "7x7"]  # 2 blocks halve 28 px once, 3 blocks twice
+    summary = cam.instrument_summary(sweep)
+    assert summary["runs"].tolist() == [1, 1]
+    # the summary's ratios are the gate rows' own values, recomputed by hand
+    one = sweep[(sweep["latent_grid"] == "7x7") & (sweep["arm"] == "autoencoder_kl")].set_index("metric")["value"]
+    ratio = one["tail_oracle_accuracy_recon"] / one["tail_oracle_accuracy_real"]
+    assert summary.loc[0, "autoencoder_kl/tail_label_ratio_min"] == pytest.approx(ratio)
+    passed = sweep[(sweep["latent_grid"] == "7x7") & sweep["metric"].str.endswith("_passed")]["value"]
+    assert summary.loc[0, "runs_passed"] == int(passed.min())
+    diag = sweep[sweep["metric"] == "code_max_prob"]["value"]
+    assert diag.between(1 / 4, 1).all()  # K = 4 channels: between uniform and one-hot
+
+
+def test_stage1_diagnostics_read_accuracy_and_sparsity_of_the_codes():
+    model = cam.IteratedModel(4, 3, n_channels=4, width=8)
+    with torch.no_grad():  # an encoder with huge logits: one-hot codes at every cell
+        model.encoder.net[-1].weight.mul_(1e4)
+        model.encoder.net[-1].bias.copy_(torch.tensor([1e4, 0, 0, 0]))
+    z, y = torch.randn(20, 4, 7, 7), torch.randint(3, (20,))
+    d = cam.stage1_diagnostics(model, z, y)
+    assert d["code_one_hot_share"] == 1.0 and d["code_max_prob"] == pytest.approx(1.0)
+    logits = model.eval().classifier(cam.sparse_codes(model, z))
+    assert d["stage1_accuracy"] == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+
+
+def test_the_scale_checks_config_scales_the_instruments_alone_on_the_scale_seeds():
+    cfg = TINY.replace(scale_seeds=(0, 1, 2))
+    big = cam.scaled(cfg)
+    assert (big.ae_steps, big.il_interaction_steps, big.il_imitation_steps) == (
+        cam.SCALE * cfg.ae_steps, cam.SCALE * cfg.il_interaction_steps, cam.SCALE * cfg.il_imitation_steps)
+    assert big.seeds == (0, 1, 2) and big.scale_seeds == () and set(big.arms) == set(cam.HEADLINE_ARMS)
+    assert (big.denoiser_steps, big.clf, big.oracle) == (cfg.denoiser_steps, cfg.clf, cfg.oracle)

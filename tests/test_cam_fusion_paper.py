@@ -85,3 +85,25 @@ def test_two_seeds_give_no_verdict():
     v = paper.verdicts(_results(n_seeds=2), 3, 20, _instruments())
     assert v["verdict"].map(stats.verdict_kind).eq("not decided").all()
 
+
+
+def test_quality_verdicts_test_the_configured_refinement_mode_alone():
+    r = _results()
+    other = r[r["metric"].isin(paper.QUALITY)].assign(refine_mode="sdedit")
+    other.loc[other["metric"] == "frechet", "value"] -= 50 * other["refine_steps"]  # sdedit: much lower distances
+    both = pd.concat([r.assign(refine_mode="official"), other], ignore_index=True)
+    official = paper.quality_verdicts(both, 3, 20, _instruments(), mode="official")
+    pd.testing.assert_frame_equal(official, paper.quality_verdicts(r, 3, 20, _instruments()))
+    sdedit = paper.quality_verdicts(both, 3, 20, _instruments(), mode="sdedit")
+    assert (sdedit.loc[sdedit["metric"] == "frechet", "mean"] < 0).all()
+
+
+def test_scale_check_compares_the_headline_claims_on_the_shared_seeds():
+    r = _results()
+    bigger = r.copy()
+    bigger.loc[bigger["arm"] == "cam-fusion", "value"] += 0.05  # 5 more points for cam-fusion at 4x
+    check = paper.scale_check(r, bigger[bigger["seed"] < 3])
+    assert set(check["comparison"]) == {c.name for c in paper.HEADLINE}
+    assert set(check["metric"]) == {"tail_recall", "tail_ap"} and (check["n"] == 3).all()
+    assert check["change"].to_numpy() == pytest.approx(5.0) and check["moved"].all()
+    assert paper.scale_check(r, r.iloc[:0]).empty
