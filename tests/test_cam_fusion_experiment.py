@@ -229,13 +229,15 @@ def test_run_seed_gates_every_instrument_on_its_own_models(toy):
              for c in ("oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse", "recon_mse")}
     samples = {"oracle_accuracy_real_tail", "tail_agreement", "mean_confidence", "fd_model", "fd_floor",
                "fd_ceiling", "fd_gap_closed"}  # no min_class_share: the samples are tail images by design
-    for instrument, checks in (("autoencoder_kl", recon), ("stage1", recon), ("fused", samples),
+    tested = recon | {"test_tail_oracle_accuracy_real", "test_tail_oracle_accuracy_recon"}  # reported beside
+    for instrument, checks in (("autoencoder_kl", tested), ("stage1", tested), ("fused", samples),
                                ("refined", samples), ("denoiser", samples | {"fd_before"}),
                                ("feature_ae", {"mean_image_mse", "recon_mse"})):
         assert set(g.loc[g["instrument"] == instrument, "check"]) == checks, instrument
     # the reconstruction gate recomputed by hand from the seed's (cached) AutoencoderKL on the held-out images
     s = cam.prepare(_toy("train"), 0, TINY)
-    tail = cam.held_out(_toy("test"), s.tail)["tail"]
+    tail = cam.held_out(cam.unused_images(s), s.tail)["tail"]  # training images the seed never trained on
+    assert len(cam.unused_images(s)) == len(s.full) - len(s.rows)
     mse = float(((batched(s.codec.forward, tail.x, 512) - tail.x) ** 2).mean())
     assert _gate(g, "autoencoder_kl", "tail_recon_mse")["value"] == pytest.approx(mse, rel=1e-5)
     mean_mse = float(((tail.x - tail.x.mean(0)) ** 2).mean())
@@ -247,7 +249,11 @@ def test_run_seed_gates_every_instrument_on_its_own_models(toy):
     real = _gate(g, "autoencoder_kl", "tail_oracle_accuracy_real")["value"]
     assert _gate(g, "fused", "oracle_accuracy_real_tail")["value"] == real
     assert _gate(g, "refined", "tail_agreement")["threshold"] == pytest.approx(cam.AGREEMENT_RATIO * real)
-    assert _gate(g, "denoiser", "tail_agreement")["threshold"] == pytest.approx(cam.AGREEMENT_RATIO * real)
+    ref, alt, labels = cam.reference_images(s, TINY.n_fid)  # the denoiser's: real tail images never trained on
+    keep = torch.linspace(0, len(alt) - 1, len(ref) // 2).long()  # (at most half as many as the reference)
+    alt, labels = alt[keep], labels[keep]
+    own = cam.train_oracle("toy", TINY.oracle).agreement(alt, labels)
+    assert _gate(g, "denoiser", "tail_agreement")["threshold"] == pytest.approx(cam.AGREEMENT_RATIO * own)
     assert _gate(g, "denoiser", "fd_before")["value"] != _gate(g, "denoiser", "fd_model")["value"]  # it refined
 
 
