@@ -60,7 +60,8 @@ from latentlab import data, gates, results, train
 from latentlab.config import ClfConfig, OracleConfig, Params
 from latentlab.frechet import classifier_features, frechet_distance_features
 from latentlab.metrics import classification_metrics, per_class_average_precision, predictions
-from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, encode_all, epochs_for, fit_autoencoder, reconstruct
+from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, encode_all, epochs_for, fit_autoencoder
+from latentlab.models.autoencoder import reconstruct as ae_reconstruct
 from latentlab.models.denoiser import REFINE_MODES, DenoiserConfig, LatentDenoiser, fit_denoiser, refine
 from latentlab.models.iterated import ILConfig, IteratedModel, fit_iterated
 from latentlab.models.latent_kl import KLConfig, LatentCodec, fit_latent_codec
@@ -416,7 +417,8 @@ def image_quality(oracle: Oracle, x: torch.Tensor, labels: torch.Tensor, ref_fea
     return out
 
 
-def quality_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle, encoder: ConvAutoencoder | None = None) -> list[dict]:
+def quality_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle,
+                 encoder: ConvAutoencoder | None = None) -> list[dict]:
     """`image_quality` of the fused images per refinement step count in both refinement modes (column
     `refine_mode`; REFINE_MODE's rows are the claims'), with the CPU seconds of refining and decoding; the same for
     the references: other real tail images, their AutoencoderKL reconstructions, those reconstructions' latents
@@ -555,7 +557,7 @@ def feature_gate_rows(encoder: ConvAutoencoder, dataset: str, seed: int, test: d
     """The label-free feature autoencoder ("feature_ae"): `gates.error_gate` of its reconstructions of the held-out
     test images (it must beat the mean image clearly, or its codes carry little of the images)."""
     x = test.x[:GATE_IMAGES]
-    return gates.error_gate(x, reconstruct(encoder, x), instrument="feature_ae", dataset=dataset, seed=seed)
+    return gates.error_gate(x, ae_reconstruct(encoder, x), instrument="feature_ae", dataset=dataset, seed=seed)
 
 
 def gate_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle, test: data.Dataset) -> list[dict]:
