@@ -20,6 +20,7 @@ PARAMS = dict(DATASETS=["toy"], SEEDS=[0], ARMS=list(cam.ARMS), WORKERS=1, IMBAL
               AE_WIDTH=[4, 4, 4], AE_STEPS=2, AE_BATCH=8, IL_CHANNELS=4, IL_WIDTH=8, IL_GENERATIONS=2,
               IL_INTERACTION_STEPS=2, IL_IMITATION_STEPS=2, K_NEIGHBOURS=3, DENOISER_WIDTH=8, DENOISER_STEPS=2,
               REFINE_SCHEDULE=4, REFINE_STEPS=2, REFINE_MODE="sdedit", REFINE_GRID=[0, 2], N_FID=8,
+              FEATURE_AE_STEPS=2, SCALE_SEEDS=[],
               CLF_ARCH="cnn", CLF_WIDTH=4, CLF_STEPS=2, CLF_MIN_EPOCHS=1, CLF_BATCH=16, CLF_LR=2e-3,
               CLF_CLASS_WEIGHT=None, CLF_MONITOR="loss", CLF_VAL_CHECKS=10, CLF_LR_DECAY=None,
               ORACLE_ARCH="cnn", ORACLE_WIDTH=4, ORACLE_STEPS=2, ORACLE_MAX_IMAGES=None, N_VAL=None, N_TEST=None)
@@ -158,7 +159,11 @@ def test_run_seed_gives_every_arm_and_the_quality_grid_and_reads_each_split_once
     clf = rows[rows["metric"] == "tail_ap"]
     assert sorted(clf["arm"]) == sorted(cam.ARMS) and clf["value"].between(0, 1).all()
     fid = rows[(rows["metric"] == "frechet") & (rows["arm"] == "cam-fusion")]
-    assert sorted(fid["refine_steps"]) == [0, 2] and np.isfinite(fid["value"]).all()
+    assert np.isfinite(fid["value"]).all() and np.isfinite(rows.loc[rows["metric"] == "frechet_ae", "value"]).all()
+    # both refinement modes at every step count (0 steps once: the same images in every mode)
+    assert sorted(zip(fid["refine_mode"], fid["refine_steps"])) == [("official", 2), ("sdedit", 0), ("sdedit", 2)]
+    real = rows[(rows["metric"] == "frechet") & (rows["arm"] == "real-refined")]  # the denoiser's sanity rows
+    assert sorted(zip(real["refine_mode"], real["refine_steps"])) == [("official", 2), ("sdedit", 2)]
     assert {"real", "vae-recon", "random-mask", "shuffled-mask", "random-partner"} <= set(
         rows.loc[rows["metric"] == "frechet", "arm"])
     assert set(rows.loc[rows["metric"] == "single_class", "arm"]) == set(cam.ARMS)
@@ -225,12 +230,14 @@ def test_run_seed_gates_every_instrument_on_its_own_models(toy):
              for c in ("oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse", "recon_mse")}
     samples = {"oracle_accuracy_real_tail", "tail_agreement", "mean_confidence", "fd_model", "fd_floor",
                "fd_ceiling", "fd_gap_closed"}  # no min_class_share: the samples are tail images by design
-    for instrument, checks in (("autoencoder_kl", recon), ("stage1", recon), ("fused", samples),
-                               ("refined", samples)):
+    tested = recon | {"test_tail_oracle_accuracy_real", "test_tail_oracle_accuracy_recon"}  # reported beside
+    for instrument, checks in (("autoencoder_kl", tested), ("stage1", tested), ("fused", samples),
+                               ("refined", samples), ("denoiser", samples | {"fd_before"}),
+                               ("feature_ae", {"mean_image_mse", "recon_mse"})):
         assert set(g.loc[g["instrument"] == instrument, "check"]) == checks, instrument
     # the reconstruction gate recomputed by hand from the seed's (cached) AutoencoderKL on the held-out images
     s = cam.prepare(_toy("train"), 0, TINY)
-    tail = cam.held_out(_toy("test"), s.tail)["tail"]
+    tail = cam.held_out(_toy("val"), s.tail)["tail"]  # the whole validation split, where the latent space was chosen
     mse = float(((batched(s.codec.forward, tail.x, 512) - tail.x) ** 2).mean())
     assert _gate(g, "autoencoder_kl", "tail_recon_mse")["value"] == pytest.approx(mse, rel=1e-5)
     mean_mse = float(((tail.x - tail.x.mean(0)) ** 2).mean())
@@ -242,6 +249,12 @@ def test_run_seed_gates_every_instrument_on_its_own_models(toy):
     real = _gate(g, "autoencoder_kl", "tail_oracle_accuracy_real")["value"]
     assert _gate(g, "fused", "oracle_accuracy_real_tail")["value"] == real
     assert _gate(g, "refined", "tail_agreement")["threshold"] == pytest.approx(cam.AGREEMENT_RATIO * real)
+    ref, alt, labels = cam.reference_images(s, TINY.n_fid)  # the denoiser's: real tail images never trained on
+    keep = torch.linspace(0, len(alt) - 1, len(ref) // 2).long()  # (at most half as many as the reference)
+    alt, labels = alt[keep], labels[keep]
+    own = cam.train_oracle("toy", TINY.oracle).agreement(alt, labels)
+    assert _gate(g, "denoiser", "tail_agreement")["threshold"] == pytest.approx(cam.AGREEMENT_RATIO * own)
+    assert _gate(g, "denoiser", "fd_before")["value"] != _gate(g, "denoiser", "fd_model")["value"]  # it refined
 
 
 def test_sample_gate_rows_pass_and_fail_on_the_oracles_agreement():
@@ -309,3 +322,44 @@ def test_classifier_gate_tolerates_a_point_or_the_seed_sd_whichever_is_larger():
     assert bad["threshold"] == pytest.approx(0.01) and not bad["passed"]
     with pytest.raises(ValueError, match="val_accuracy_2x.*convergence_rows"):
         cam.classifier_gate(_val_rows([0.8, 0.8], 0.8).iloc[:-1])
+
+
+# --------------------------------------------------------------------------- the instruments' budget, the scale check
+
+
+def test_instrument_sweep_gates_each_latent_space_on_the_validation_split(toy):
+    tasks = cam.instrument_tasks(TINY, candidates=(((4, 4, 4), 4, 2, 4), ((4, 4), 2, 2, 4)), seeds=(0,))
+    sweep = pd.DataFrame([r for t in tasks for r in cam.instrument_sweep(t)])
+    assert "test" not in toy  # validation images only
+    assert sorted(set(sweep["latent_grid"])) == ["14x14", "7x7"]  # 2 blocks halve 28 px once, 3 blocks twice
+    summary = cam.instrument_summary(sweep)
+    assert summary["runs"].tolist() == [1, 1]
+    # the summary's ratios are the gate rows' own values, recomputed by hand
+    one = sweep[(sweep["latent_grid"] == "7x7") & (sweep["arm"] == "autoencoder_kl")].set_index("metric")["value"]
+    ratio = one["tail_oracle_accuracy_recon"] / one["tail_oracle_accuracy_real"]
+    assert summary.loc[0, "autoencoder_kl/tail_label_ratio_min"] == pytest.approx(ratio)
+    passed = sweep[(sweep["latent_grid"] == "7x7") & sweep["metric"].str.endswith("_passed")]["value"]
+    assert summary.loc[0, "runs_passed"] == int(passed.min())
+    diag = sweep[sweep["metric"] == "code_max_prob"]["value"]
+    assert diag.between(1 / 4, 1).all()  # K = 4 channels: between uniform and one-hot
+
+
+def test_stage1_diagnostics_read_accuracy_and_sparsity_of_the_codes():
+    model = cam.IteratedModel(4, 3, n_channels=4, width=8)
+    with torch.no_grad():  # an encoder with huge logits: one-hot codes at every cell
+        model.encoder.net[-1].weight.mul_(1e4)
+        model.encoder.net[-1].bias.copy_(torch.tensor([1e4, 0, 0, 0]))
+    z, y = torch.randn(20, 4, 7, 7), torch.randint(3, (20,))
+    d = cam.stage1_diagnostics(model, z, y)
+    assert d["code_one_hot_share"] == 1.0 and d["code_max_prob"] == pytest.approx(1.0)
+    logits = model.eval().classifier(cam.sparse_codes(model, z))
+    assert d["stage1_accuracy"] == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+
+
+def test_the_scale_checks_config_scales_the_instruments_alone_on_the_scale_seeds():
+    cfg = TINY.replace(scale_seeds=(0, 1, 2))
+    big = cam.scaled(cfg)
+    assert (big.ae_steps, big.il_interaction_steps, big.il_imitation_steps) == (
+        cam.SCALE * cfg.ae_steps, cam.SCALE * cfg.il_interaction_steps, cam.SCALE * cfg.il_imitation_steps)
+    assert big.seeds == (0, 1, 2) and big.scale_seeds == () and set(big.arms) == set(cam.HEADLINE_ARMS)
+    assert (big.denoiser_steps, big.clf, big.oracle) == (cfg.denoiser_steps, cfg.clf, cfg.oracle)

@@ -27,12 +27,18 @@ test, `capped`) and hands them down:
 
    * "autoencoder_kl" and "stage1": `gates.reconstruction_gate` of the AutoencoderKL's reconstructions and of the
      Stage 1 round trip (image, latent, sparse code, Stage 1 decoder, image: the path fused codes are decoded
-     through, `stage1_reconstruct`) on held-out test images (`held_out`: at most GATE_IMAGES of the tail classes,
-     check names prefixed "tail_", and of all classes, prefixed "all_");
-   * "fused" and "refined": the cam-fusion images at 0 and at `refine_steps` steps (`sample_gate_rows`): the
-     oracle's agreement with their tail label must reach AGREEMENT_RATIO x its accuracy on real held-out tail
-     images, and their Frechet distance must close 70 % of the gap between a trivial generator and real tail
-     images (`gates.sample_gate`, whose class-coverage row is dropped: the samples are tail images by design).
+     through, `stage1_reconstruct`) on the validation split (the whole of it, `held_out`: at most GATE_IMAGES of the
+     tail classes, check names prefixed "tail_", and of all classes, prefixed "all_"; the split the latent space was
+     chosen on, `instrument_sweep`), with the oracle's accuracy on the test split's tail images and their
+     reconstructions reported beside;
+   * "denoiser": real held-out tail latents refined as the fused ones are must stay real tail images
+     (`denoiser_gate_rows`); "feature_ae": the label-free feature autoencoder beats the mean image
+     (`feature_gate_rows`);
+   * "fused" and "refined" (the method's output, no instrument: no claim rests on them): the cam-fusion images at 0
+     and at `refine_steps` steps (`sample_gate_rows`): the oracle's agreement with their tail label must reach
+     AGREEMENT_RATIO x its accuracy on real held-out tail images, and their Frechet distance must close 70 % of the
+     gap between a trivial generator and real tail images (`gates.sample_gate`, whose class-coverage row is dropped:
+     the samples are tail images by design).
 
 Classifier convergence ("classifier") is a separate small task: `convergence_rows` retrains seed 0's `none` arm at
 2x the updates, `classifier_gate` compares it with the grid's run (tolerance: one point, or the seed sd if larger).
@@ -55,6 +61,8 @@ from latentlab import data, gates, results, train
 from latentlab.config import ClfConfig, OracleConfig, Params
 from latentlab.frechet import classifier_features, frechet_distance_features
 from latentlab.metrics import classification_metrics, per_class_average_precision, predictions
+from latentlab.models.autoencoder import AEConfig, ConvAutoencoder, encode_all, epochs_for, fit_autoencoder
+from latentlab.models.autoencoder import reconstruct as ae_reconstruct
 from latentlab.models.denoiser import REFINE_MODES, DenoiserConfig, LatentDenoiser, fit_denoiser, refine
 from latentlab.models.iterated import ILConfig, IteratedModel, fit_iterated
 from latentlab.models.latent_kl import KLConfig, LatentCodec, fit_latent_codec
@@ -73,6 +81,9 @@ CONTROLS = {"shuffled-mask": "shuffled", "random-mask": "random", "random-partne
 SYNTHETIC_ARMS = ("oversample", *FUSION_ARMS)  # the arms that add images to the long-tailed set
 BALANCED_ARMS = ("reweight", "cam-fusion+reweight")  # a class-balanced loss over every class
 FIRST_SYNTHETIC_EPOCH = 0  # they add them to the training set itself: every epoch sees them
+SCALE = 4  # the scale check: this many times the AutoencoderKL's and Stage 1's updates (`scaled`)
+HEADLINE_ARMS = ("none", "oversample", "shuffled-mask", "cam-fusion")  # the arms of the scale check's claims
+FEATURE_AE_IMAGES = 10000  # training images (a fixed draw, no labels) of the label-free feature autoencoder
 GATE_IMAGES = 1000  # held-out images per reconstruction gate (a fixed subset, the same for every seed)
 AGREEMENT_RATIO = 0.8  # fused images must keep their tail label this often, relative to real tail images
 
@@ -112,6 +123,8 @@ class Config(Params):
     refine_mode: str                # "sdedit" (noise, then denoise) or "official" (no added noise), `refine`
     refine_grid: tuple[int, ...]
     n_fid: int                      # real tail images per tail class, the reference of the Frechet distance
+    feature_ae_steps: int           # updates of the label-free feature autoencoder (whole training split, no labels)
+    scale_seeds: tuple[int, ...]    # the scale check: SCALE x the AutoencoderKL's and Stage 1's updates on these seeds
     clf: ClfConfig
     oracle: OracleConfig
     n_val: int | None
@@ -142,6 +155,20 @@ class Config(Params):
     def denoiser(self, seed: int) -> DenoiserConfig:
         """The seed's latent denoiser (DENOISER_*)."""
         return DenoiserConfig(width=self.denoiser_width, steps=self.denoiser_steps, seed=seed)
+
+    def feature_ae(self, n_images: int) -> AEConfig:
+        """The label-free feature autoencoder (FEATURE_AE_STEPS updates on n_images images)."""
+        return AEConfig(kind="ae", latent_dim=32, width=16, epochs=epochs_for(self.feature_ae_steps, n_images, 128),
+                        batch_size=128, seed=0)
+
+
+def scaled(cfg: Config) -> Config:
+    """The scale check's config: SCALE x the AutoencoderKL's and Stage 1's updates, on cfg.scale_seeds, the
+    HEADLINE_ARMS only (the rest as cfg: the denoiser, the classifiers and the oracle do not change)."""
+    arms = tuple(a for a in cfg.arms if a in HEADLINE_ARMS)
+    return cfg.replace(ae_steps=SCALE * cfg.ae_steps, il_interaction_steps=SCALE * cfg.il_interaction_steps,
+                       il_imitation_steps=SCALE * cfg.il_imitation_steps, seeds=tuple(cfg.scale_seeds), arms=arms,
+                       scale_seeds=())
 
 
 # --------------------------------------------------------------------------- data
@@ -238,10 +265,11 @@ class Seed:
         return cam_fusion(self.stage1, self.latents, self.train.y, self.tail, self.cfg.n_augment,
                           k=self.cfg.k_neighbours, masks=masks, partners=partners, generator=gen)
 
-    def images(self, latents: torch.Tensor, steps: int = 0) -> torch.Tensor:
-        """Images of latents after `steps` refinement steps (seeded noise)."""
+    def images(self, latents: torch.Tensor, steps: int = 0, mode: str | None = None) -> torch.Tensor:
+        """Images of latents after `steps` refinement steps (seeded noise) in `mode` (default: REFINE_MODE)."""
         gen = torch.Generator().manual_seed(self.seed + 1)
-        z = refine(self.denoiser, latents, steps, self.cfg.refine_schedule, generator=gen, mode=self.cfg.refine_mode)
+        z = refine(self.denoiser, latents, steps, self.cfg.refine_schedule, generator=gen,
+                   mode=mode or self.cfg.refine_mode)
         return batched(self.codec.decode, z, 512)
 
 
@@ -368,36 +396,60 @@ def reference_images(s: Seed, n_per_class: int) -> tuple[torch.Tensor, torch.Ten
     return s.full.x[torch.cat(ref)], s.full.x[alt], s.full.y[alt]
 
 
-def image_quality(oracle: Oracle, x: torch.Tensor, labels: torch.Tensor, ref_features: torch.Tensor) -> dict:
-    """Frechet distance of images x to the reference (the oracle's features of real tail images) and the share of
-    x whose oracle label is their tail label (`tail_fidelity`; NaN for multi-hot labels)."""
+def feature_encoder(dataset: str, cfg: Config, full: data.Dataset | None = None) -> ConvAutoencoder:
+    """The label-free feature space of the image-quality measures: a convolutional autoencoder (32-d code) trained
+    without labels on FEATURE_AE_IMAGES images of the whole training split (a fixed draw, the same for every seed;
+    cached). Its encoder never saw a label, so a Frechet distance on its codes does not merely repeat the oracle's
+    class decision (`frechet_ae` beside the oracle's `frechet`)."""
+    x = data.fixed_subset(data.load_cached(dataset, "train") if full is None else full, FEATURE_AE_IMAGES).x
+    return fit_autoencoder(x, cfg.feature_ae(len(x)))
+
+
+def image_quality(oracle: Oracle, x: torch.Tensor, labels: torch.Tensor, ref_features: torch.Tensor,
+                  encoder: ConvAutoencoder | None = None, ref_codes: torch.Tensor | None = None) -> dict:
+    """Frechet distance of images x to the reference (the oracle's features of real tail images), the share of x
+    whose oracle label is their tail label (`tail_fidelity`; NaN for multi-hot labels) and, given the label-free
+    `encoder` and its codes of the reference, the Frechet distance on those codes (`frechet_ae`)."""
     agree = oracle.agreement(x, labels) if labels.ndim == 1 else float("nan")
-    return {"frechet": frechet_distance_features(classifier_features(oracle.model, x), ref_features),
-            "tail_fidelity": agree}
+    out = {"frechet": frechet_distance_features(classifier_features(oracle.model, x), ref_features),
+           "tail_fidelity": agree}
+    if encoder is not None:
+        out["frechet_ae"] = frechet_distance_features(encode_all(encoder, x), ref_codes)
+    return out
 
 
-def quality_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle) -> list[dict]:
-    """`image_quality` of the fused images per refinement step count, with the CPU seconds of refining and
-    decoding; and the same for three references: other real tail images, their AutoencoderKL reconstructions, and
-    the fusion controls among the arms (`CONTROLS`)."""
+def quality_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle,
+                 encoder: ConvAutoencoder | None = None) -> list[dict]:
+    """`image_quality` of the fused images per refinement step count in both refinement modes (column
+    `refine_mode`; REFINE_MODE's rows are the claims'), with the CPU seconds of refining and decoding; the same for
+    the references: other real tail images, their AutoencoderKL reconstructions, those reconstructions' latents
+    refined like the fused ones (`real-refined`: the denoiser's sanity check, per step count and mode), and the
+    fusion controls among the arms (`CONTROLS`)."""
     ref, alt, alt_labels = reference_images(s, s.cfg.n_fid)
     ref_features = classifier_features(oracle.model, ref)
+    ref_codes = encode_all(encoder, ref) if encoder is not None else None
 
-    def measure(arm: str, x: torch.Tensor, labels: torch.Tensor, steps: int = 0) -> list[dict]:
-        values = image_quality(oracle, x, labels, ref_features)
-        return results.rows(s.dataset, arm, s.seed, values, refine_steps=steps)
+    def measure(arm: str, x: torch.Tensor, labels: torch.Tensor, steps: int = 0, mode: str | None = None):
+        values = image_quality(oracle, x, labels, ref_features, encoder, ref_codes)
+        return results.rows(s.dataset, arm, s.seed, values, refine_steps=steps, refine_mode=mode or s.cfg.refine_mode)
 
     rows = measure("real", alt, alt_labels) + measure("vae-recon", batched(s.codec.forward, alt, 512), alt_labels)
     for arm, kind in CONTROLS.items():
         if kind in fused:
             rows += measure(arm, s.images(fused[kind].latents), fused[kind].labels)
     f = fused["cam"]
-    for steps in s.cfg.refine_grid:
-        clock = time.process_time()
-        x = s.images(f.latents, steps)
-        seconds = time.process_time() - clock
-        rows += measure("cam-fusion", x, f.labels, steps)
-        rows.append(rows[-1] | {"metric": "refine_cpu_seconds", "value": seconds})
+    z_real = batched(s.codec.encode, alt, 512)
+    for mode in (s.cfg.refine_mode, *(m for m in REFINE_MODES if m != s.cfg.refine_mode)):
+        for steps in s.cfg.refine_grid:
+            if steps == 0 and mode != s.cfg.refine_mode:
+                continue  # 0 steps is the same image in every mode
+            clock = time.process_time()
+            x = s.images(f.latents, steps, mode)
+            seconds = time.process_time() - clock
+            rows += measure("cam-fusion", x, f.labels, steps, mode)
+            rows.append(rows[-1] | {"metric": "refine_cpu_seconds", "value": seconds})
+            if steps:
+                rows += measure("real-refined", s.images(z_real, steps, mode), alt_labels, steps, mode)
     return rows
 
 
@@ -423,16 +475,26 @@ def _prefixed(rows: list[dict], prefix: str) -> list[dict]:
     return [r | {"check": f"{prefix}_{r['check']}"} for r in rows]
 
 
-def reconstruction_rows(s: Seed, oracle: Oracle, test: data.Dataset) -> list[dict]:
+def reconstruction_rows(s: Seed, oracle: Oracle, images: data.Dataset, test: data.Dataset | None = None) -> list[dict]:
     """`gates.reconstruction_gate` of the AutoencoderKL ("autoencoder_kl") and of the Stage 1 round trip ("stage1")
-    on the held-out tail and all-class images (checks prefixed "tail_" / "all_"): the oracle recognises the
-    reconstructions at least 0.8 x as often as the real images, and their MSE is at most 0.6 x the mean image's."""
+    on held-out tail and all-class images of `images` (`held_out`; checks prefixed "tail_" / "all_"): the oracle
+    recognises the reconstructions at least 0.8 x as often as the real images, and their MSE is at most 0.6 x the mean
+    image's. `images`: the whole validation split (the run's gates and `instrument_sweep`'s alike). With `test`, the
+    oracle's accuracy on the test split's tail images and on their reconstructions is reported beside (checks
+    "test_tail_oracle_accuracy_real" / "..._recon", not gated: PneumoniaMNIST's test split comes from other
+    patients, where the oracle itself recognises far fewer of the real tail images, so a ratio there measures the
+    oracle's shift as much as the instrument)."""
     rows = []
     for instrument, reconstruct in (("autoencoder_kl", lambda x: batched(s.codec.forward, x, 512)),
                                     ("stage1", lambda x: stage1_reconstruct(s, x))):
-        for part, ds in held_out(test, s.tail).items():
+        for part, ds in held_out(images, s.tail).items():
             rows += _prefixed(gates.reconstruction_gate(oracle, ds.x, ds.y, reconstruct(ds.x), instrument=instrument,
                                                         dataset=s.dataset, seed=s.seed), part)
+        if test is not None:
+            tail = held_out(test, s.tail)["tail"]
+            for kind, x in (("real", tail.x), ("recon", reconstruct(tail.x))):
+                rows.append(gates.row(instrument, s.dataset, s.seed, f"test_tail_oracle_accuracy_{kind}",
+                                      oracle.agreement(x, tail.y)))
     return rows
 
 
@@ -451,11 +513,12 @@ def sample_gate_rows(oracle: Oracle, x: torch.Tensor, labels: torch.Tensor, real
     return rows + [r for r in frechet if r["check"] != "min_class_share"]
 
 
-def fusion_gate_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle, test: data.Dataset) -> list[dict]:
+def fusion_gate_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle, val: data.Dataset) -> list[dict]:
     """`sample_gate_rows` of the cam-fusion images at 0 steps ("fused") and at `refine_steps` steps ("refined"),
-    against real tail images the seed never trained on (`reference_images`, both of its sets)."""
+    against real tail images the seed never trained on (`reference_images`, both of its sets); the real accuracy is
+    the oracle's on the held-out tail images of the reconstruction gate (the validation split)."""
     ref, alt, _ = reference_images(s, s.cfg.n_fid)
-    tail = held_out(test, s.tail)["tail"]
+    tail = held_out(val, s.tail)["tail"]
     real_accuracy = oracle.agreement(tail.x, tail.y)
     f = fused["cam"]
     return [r for instrument, steps in (("fused", 0), ("refined", s.cfg.refine_steps))
@@ -464,13 +527,42 @@ def fusion_gate_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle, test: da
                                       dataset=s.dataset, seed=s.seed)]
 
 
-def gate_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle, test: data.Dataset) -> list[dict]:
+def denoiser_gate_rows(s: Seed, oracle: Oracle) -> list[dict]:
+    """The denoiser's sanity check ("denoiser"): real tail images the seed never trained on (`reference_images`'
+    second set), encoded and refined with REFINE_STEPS steps of REFINE_MODE exactly as the fused latents are, must
+    stay real tail images: `sample_gate_rows` of the refined images against the reference set (their tail agreement
+    against 0.8 x the oracle's accuracy on the same real images, their Frechet gap closed), beside `fd_before`
+    (reported: the Frechet distance of the same images unrefined, i.e. the AutoencoderKL's reconstructions; the
+    refinement should not move it far)."""
+    ref, alt, labels = reference_images(s, s.cfg.n_fid)
+    if len(alt) > len(ref) // 2:  # sample_gate's floor needs twice as many real images as samples: spread evenly
+        keep = torch.linspace(0, len(alt) - 1, len(ref) // 2).long()
+        alt, labels = alt[keep], labels[keep]
+    real_accuracy = oracle.agreement(alt, labels)
+    z = batched(s.codec.encode, alt, 512)
+    at = dict(n_classes=s.full.n_classes, instrument="denoiser", dataset=s.dataset, seed=s.seed)
+    before = sample_gate_rows(oracle, s.images(z, 0), labels, ref, real_accuracy, **at)
+    after = sample_gate_rows(oracle, s.images(z, s.cfg.refine_steps), labels, ref, real_accuracy, **at)
+    fd_before = next(r["value"] for r in before if r["check"] == "fd_model")
+    return after + [gates.row("denoiser", s.dataset, s.seed, "fd_before", fd_before)]
+
+
+def feature_gate_rows(encoder: ConvAutoencoder, dataset: str, seed: int, test: data.Dataset) -> list[dict]:
+    """The label-free feature autoencoder ("feature_ae"): `gates.error_gate` of its reconstructions of the held-out
+    test images (it must beat the mean image clearly, or its codes carry little of the images)."""
+    x = test.x[:GATE_IMAGES]
+    return gates.error_gate(x, ae_reconstruct(encoder, x), instrument="feature_ae", dataset=dataset, seed=seed)
+
+
+def gate_rows(s: Seed, fused: dict[str, Fusion], oracle: Oracle, test: data.Dataset,
+              val: data.Dataset) -> list[dict]:
     """Every quality gate of a seed's models (module docstring, step 6). Multi-label data have no single label for
     the oracle to check: each instrument then gets one failed `single_label` row (its claims read "not tested")."""
     if test.info.multilabel:
         return [gates.row(i, s.dataset, s.seed, "single_label", 0.0, threshold=1.0, passed=False)
-                for i in ("autoencoder_kl", "stage1", "fused", "refined")]
-    return reconstruction_rows(s, oracle, test) + fusion_gate_rows(s, fused, oracle, test)
+                for i in ("autoencoder_kl", "stage1", "fused", "refined", "denoiser")]
+    return (reconstruction_rows(s, oracle, val, test) + fusion_gate_rows(s, fused, oracle, val)
+            + denoiser_gate_rows(s, oracle))
 
 
 # --------------------------------------------------------------------------- the task
@@ -481,7 +573,8 @@ def run_seed(task: dict) -> list[dict]:
     the seed's gate rows (instrument, dataset, seed, check, value, threshold, passed)."""
     cfg, dataset, seed = task["cfg"], task["dataset"], task["seed"]
     full = data.load_cached(dataset, "train")
-    val = capped(data.load_cached(dataset, "val"), cfg.n_val)
+    whole_val = data.load_cached(dataset, "val")  # the gates' images; the classifiers select on N_VAL of them
+    val = capped(whole_val, cfg.n_val)
     test = capped(data.load_cached(dataset, "test"), cfg.n_test)
     s = prepare(full, seed, cfg)
     clock = time.process_time()
@@ -489,13 +582,18 @@ def run_seed(task: dict) -> list[dict]:
     fused = {kind: s.fuse(*FUSIONS[kind]) for kind in sorted(kinds)}
     s.cpu_seconds["fusion"] = time.process_time() - clock
     oracle = train_oracle(dataset, cfg.oracle)
-    rows = classifier_rows(s, fused, val, test) + quality_rows(s, fused, oracle)
+    encoder = feature_encoder(dataset, cfg, full)
+    rows = classifier_rows(s, fused, val, test) + quality_rows(s, fused, oracle, encoder)
     rows += [r for stage, v in s.cpu_seconds.items() for r in results.rows(dataset, stage, seed, {"cpu_seconds": v})]
-    return rows + gate_rows(s, fused, oracle, test)
+    rows += results.rows(dataset, "stage1", seed, stage1_diagnostics(s.stage1, batched(s.codec.encode, val.x, 512),
+                                                                    val.y))
+    return rows + gate_rows(s, fused, oracle, test, whole_val) + feature_gate_rows(encoder, dataset, seed, test)
 
 
 def oracle_rows(task: dict) -> list[dict]:
-    """Train (or load) the oracle of task['dataset']: its result rows (validation / test accuracy, majority rate)."""
+    """Train (or load) the oracle of task['dataset'] (its result rows: validation / test accuracy, majority rate) and
+    its label-free feature autoencoder (`feature_encoder`), so that the seed grid finds both in the cache."""
+    feature_encoder(task["dataset"], task["cfg"])
     return train_oracle(task["dataset"], task["cfg"].oracle).rows()
 
 
@@ -550,3 +648,120 @@ def fusion_example(s: Seed, n: int = 6, steps=(0, 3, 10)) -> Example:
     refined = {k: s.images(f.latents[pick], k) for k in steps}
     return Example(s.train.x[t], s.train.x[h], mips[:n], mips[n:], cams[:n] > 0.5, cams[n:] < 0.5,
                    channel_max_projection(f.codes[pick]), refined)
+
+
+# --------------------------------------------------------------------------- the instruments' budget, on validation
+
+
+def stage1_diagnostics(stage1: IteratedModel, z: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """What Stage 1's sparse codes of latents z (labels y) hold: `stage1_accuracy`, the accuracy of its classifier C
+    on them (class labels only; NaN for multi-hot), `code_max_prob`, the mean over cells of the largest channel
+    probability (1: one-hot at every cell, 1/K: uniform), and `code_one_hot_share`, the share of cells whose largest
+    channel holds more than 0.9 of the mass (how sparse the codes are)."""
+    model = stage1.eval()
+    codes = sparse_codes(model, z)
+    top = codes.amax(1)
+    with torch.no_grad():
+        logits = batched(model.classifier, codes, 1024)
+    acc = float((logits.argmax(1) == y).float().mean()) if y.ndim == 1 else float("nan")
+    return {"stage1_accuracy": acc, "code_max_prob": float(top.mean()),
+            "code_one_hot_share": float((top > 0.9).float().mean())}
+
+
+def instrument_sweep(task: dict) -> list[dict]:
+    """One candidate latent space (task {"cfg", "dataset", "seed", "ae_width", "ae_latent", "ae_steps",
+    "il_channels"}: the config with those AE_WIDTH, AE_LATENT, AE_STEPS and IL_CHANNELS): the seed's AutoencoderKL and
+    Stage 1 model trained on its long-tailed set (cached, so a candidate equal to the config is `run_seed`'s very
+    model), and the reconstruction gates of both ("autoencoder_kl", "stage1", checks prefixed "tail_"/"all_") on the
+    *validation* split, plus `stage1_diagnostics` of the validation codes and the CPU seconds of training (0 when
+    loaded from the cache). Tidy rows (arm: the instrument, or "stage1" / "cost"), columns ae_width (a string),
+    ae_latent, ae_steps, il_channels and latent_grid (h x w). AE_* and IL_CHANNELS of the parameters cell were read
+    off this sweep (`write_instrument_record`, configs/05_instrument_budget.csv)."""
+    cfg = task["cfg"].replace(ae_width=tuple(task["ae_width"]), ae_latent=int(task["ae_latent"]),
+                              ae_steps=int(task["ae_steps"]), il_channels=int(task["il_channels"]))
+    dataset, seed = task["dataset"], task["seed"]
+    full = data.load_cached(dataset, "train")
+    val = data.load_cached(dataset, "val")
+    lt, tail, _ = long_tailed(full, seed, cfg)
+    clock = time.process_time()
+    codec = fit_latent_codec(lt.x, cfg.kl(seed))
+    latents = batched(codec.encode, lt.x, 512)
+    ae_seconds, clock = time.process_time() - clock, time.process_time()
+    stage1 = fit_iterated(latents, lt.y, lt.n_classes, cfg.il(seed))
+    il_seconds = time.process_time() - clock
+    oracle = train_oracle(dataset, cfg.oracle)
+    s = Seed(seed, cfg, full, lt, tail, np.zeros(0, dtype=int), codec, latents, stage1, None)
+    extra = dict(ae_width="-".join(map(str, cfg.ae_width)), ae_latent=cfg.ae_latent, ae_steps=cfg.ae_steps,
+                 il_channels=cfg.il_channels, latent_grid=f"{latents.shape[-2]}x{latents.shape[-1]}")
+    rows = []
+    for r in reconstruction_rows(s, oracle, val):
+        rows += results.rows(dataset, r["instrument"], seed, {r["check"]: r["value"]}, **extra)
+        if not np.isnan(r["threshold"]):
+            rows += results.rows(dataset, r["instrument"], seed, {f"{r['check']}_passed": float(r["passed"])},
+                                 **extra)
+    part = held_out(val, tail)["all"]
+    rows += results.rows(dataset, "stage1", seed,
+                         stage1_diagnostics(stage1, batched(codec.encode, part.x, 512), part.y), **extra)
+    return rows + results.rows(dataset, "cost", seed, {"autoencoder_cpu_seconds": ae_seconds,
+                                                       "stage1_cpu_seconds": il_seconds}, **extra)
+
+
+INSTRUMENT_RECORD = "05_instrument_budget.csv"  # configs/<this>: the latent spaces tried, written by `make choices`
+# The candidates of `write_instrument_record`: (AE_WIDTH, AE_LATENT, AE_STEPS, IL_CHANNELS); a 3-block AE halves 28 px
+# twice (7 x 7 latents, the old default), a 2-block one once (14 x 14).
+INSTRUMENT_CANDIDATES = (((8, 16, 16), 4, 800, 16), ((16, 32, 32), 8, 800, 16), ((8, 16), 2, 800, 16),
+                         ((8, 16), 4, 800, 16), ((16, 32), 4, 800, 16), ((16, 32), 4, 800, 32))
+
+
+def instrument_tasks(cfg: Config, candidates=INSTRUMENT_CANDIDATES, seeds=(0, 1), datasets=None) -> list[dict]:
+    """Every (dataset, seed, candidate) of an instrument sweep."""
+    return [{"cfg": cfg, "dataset": d, "seed": s, "ae_width": w, "ae_latent": c, "ae_steps": n, "il_channels": k}
+            for d in (datasets or cfg.datasets) for s in seeds for (w, c, n, k) in candidates]
+
+
+def instrument_summary(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Per candidate of an `instrument_sweep`: the runs (datasets x seeds), how many passed every reconstruction gate
+    of both instruments, the worst ratio of each gate (recognised reconstructions over real, error over the mean
+    image's), Stage 1's accuracy and sparsity, and the mean CPU seconds of training."""
+    keys = ["ae_width", "ae_latent", "ae_steps", "il_channels", "latent_grid"]
+    out = []
+    for cand, g in sweep.groupby(keys, sort=False):
+        passed = g[g["metric"].str.endswith("_passed")].groupby(["dataset", "seed"])["value"].min()
+        row = dict(zip(keys, cand)) | {"runs": len(passed), "runs_passed": int(passed.sum())}
+        for inst in ("autoencoder_kl", "stage1"):
+            v = g[g["arm"] == inst].pivot_table(index=["dataset", "seed"], columns="metric", values="value")
+            for part in ("tail", "all"):
+                label = v[f"{part}_oracle_accuracy_recon"] / v[f"{part}_oracle_accuracy_real"]
+                error = v[f"{part}_recon_mse"] / v[f"{part}_mean_image_mse"]
+                row[f"{inst}/{part}_label_ratio_min"] = float(label.min())
+                row[f"{inst}/{part}_error_ratio_max"] = float(error.max())
+        diag = g[g["metric"].isin(["stage1_accuracy", "code_max_prob", "code_one_hot_share"])]
+        diag = diag.groupby("metric")["value"].mean()
+        cost = g[g["arm"] == "cost"].groupby("metric")["value"].mean()
+        out.append(row | diag.to_dict() | cost.to_dict())
+    return pd.DataFrame(out)
+
+
+def instrument_record(path=None) -> pd.DataFrame:
+    """The record AE_* and IL_CHANNELS were read off (configs/05_instrument_budget.csv, `write_instrument_record`)."""
+    from latentlab.config import CONFIGS
+
+    path = CONFIGS / INSTRUMENT_RECORD if path is None else path
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: `make choices` writes it (validation images only).")
+    return pd.read_csv(path)
+
+
+def write_instrument_record(path=None, workers: int | None = None, candidates=INSTRUMENT_CANDIDATES) -> pd.DataFrame:
+    """The record the latent space was read off (`make choices`): `instrument_sweep` of every candidate on seeds 0
+    and 1 of the notebook's DATASETS, the rest as its parameters cell. Writes configs/05_instrument_budget.csv
+    (validation images only) and returns its `instrument_summary`: the cheapest candidate that passes on every run is
+    the parameters cell's."""
+    from latentlab import grid
+    from latentlab.config import CONFIGS, REPO
+    from latentlab.runner import parameters_of
+
+    cfg = Config.from_parameters(parameters_of(REPO / "notebooks" / f"{Config.NOTEBOOK}.ipynb", "default"))
+    sweep = grid.table(instrument_sweep, instrument_tasks(cfg, candidates), workers=workers, desc="latent spaces")
+    sweep.to_csv(CONFIGS / INSTRUMENT_RECORD if path is None else path, index=False)
+    return instrument_summary(sweep)
