@@ -35,7 +35,6 @@ The classifier's convergence ("classifier") is a small grid of its own (`converg
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -46,7 +45,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from latentlab import cache, data, gates, grid, results, stats
+from latentlab import cache, data, gates, grid, results
 from latentlab.config import REPO, ClfConfig, OracleConfig, Params
 from latentlab.experiments import aisel, query_selection, tsynd, vae_augmentation
 from latentlab.experiments import cam_fusion as cam
@@ -249,12 +248,6 @@ def soft(lab: data.Dataset) -> data.Dataset:
     return data.Dataset(lab.x, F.one_hot(lab.y, lab.n_classes).float(), lab.info)
 
 
-def balanced(y: torch.Tensor, n_classes: int) -> torch.Tensor:
-    from latentlab.losses import balanced_weights
-
-    return balanced_weights(y, n_classes)
-
-
 # --------------------------------------------------------------------------- the five methods, through their modules
 
 
@@ -380,7 +373,8 @@ def budget_rows(cfg: Config, mcfg: dict, models: Models, name: str, n: int, seed
     clf = cfg.clf
     rows, gate_rows, done = [], [], {}
 
-    def record(arm: str, fitted: FitResult, cost: Cost, annotations: int, generative: Cost = Cost(), **info):
+    def record(arm: str, fitted: FitResult, cost: Cost, annotations: int, generative: Cost | None = None, **info):
+        generative = generative or Cost()
         total = cost + generative
         rows.extend(results.rows(where, arm, seed, scores(fitted, splits) | info))
         rows.extend(cost_rows(where, arm, seed, annotations, total, generative.cpu))
@@ -502,39 +496,7 @@ def classifier_gates(runs: pd.DataFrame, doubled: pd.DataFrame, tol: float = 0.0
                                         instrument=CLASSIFIER)
 
 
-# --------------------------------------------------------------------------- claims, the Pareto front, the advice
-
-
-def best_cheap(runs: pd.DataFrame, cheap=CHEAP) -> dict[str, str]:
-    """Per setting, the cheap baseline with the highest mean validation AUC over seeds (never the test split)."""
-    val = runs[(runs["metric"] == "val_auc") & runs["arm"].isin(cheap)]
-    means = val.groupby(["dataset", "arm"], sort=False)["value"].mean().reset_index()
-    return {d: g.loc[g["value"].idxmax(), "arm"] for d, g in means.groupby("dataset", sort=False)}
-
-
-def claims_for(arms, cheap_arm: str | None) -> list[stats.Claim]:
-    """Every arm against `baseline`, and every arm that is no cheap baseline against the setting's best cheap one,
-    each resting on its method's instruments and the classifier's convergence."""
-    def inst(*names):
-        return tuple(dict.fromkeys(i for a in names for i in INSTRUMENTS.get(a, ()))) + (CLASSIFIER,)
-
-    out = [stats.Claim(a, "baseline", instruments=inst(a)) for a in arms if a != "baseline"]
-    if cheap_arm is not None:
-        out += [stats.Claim(a, cheap_arm, instruments=inst(a, cheap_arm)) for a in arms
-                if a not in ("baseline", *CHEAP)]
-    return out
-
-
-def verdicts(runs: pd.DataFrame, instruments: pd.DataFrame, metrics=("auc",)) -> pd.DataFrame:
-    """stats.compare per setting (each with its best cheap baseline), joined into one family (`stats.one_family`)."""
-    cheap = best_cheap(runs)
-    tables = []
-    for where in dict.fromkeys(runs["dataset"]):
-        part = runs[runs["dataset"] == where]
-        arms = [a for a in ARMS if a in set(part["arm"])]
-        tables.append(stats.compare(part, claims_for(arms, cheap.get(where)), metric=list(metrics),
-                                    instruments=instruments))
-    return stats.one_family(*tables)
+# --------------------------------------------------------------------------- costs and the Pareto front
 
 
 def arm_costs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -556,28 +518,3 @@ def pareto(table: pd.DataFrame, cost: str = "cpu_seconds", value: str = "auc") -
         dominated = ((c <= c[i]) & (v >= v[i]) & ((c < c[i]) | (v > v[i]))).any()
         front.append(not dominated)
     return pd.Series(front, index=table.index)
-
-
-def recommendation(ledger: pd.DataFrame, costs: pd.DataFrame) -> str:
-    """The closing advice, from the ledger's verdicts alone (and the arms' measured costs): per setting, the arms
-    decided better than the baseline or the best cheap baseline, or that none was."""
-    lines = []
-    for where, g in ledger.groupby("dataset", sort=False):
-        c = costs[costs["dataset"] == where].set_index("arm")
-        wins = g[g["verdict"].astype(str).str.startswith("supported")]
-        losses = g[g["verdict"].astype(str).str.startswith("reversed")]
-        untested = g[~g["instruments_ok"]]
-        parts = []
-        if len(wins):
-            parts.append("decided better: " + "; ".join(
-                f"{r.claim} ({r.metric} {r.mean:+.2f} [{r.low_fw:+.2f}, {r.high_fw:+.2f}] points, "
-                f"{c.loc[r.claim.split(' − ')[0], 'cpu_seconds']:.0f} CPU-s)" for r in wins.itertuples()))
-        else:
-            parts.append("no arm is decided better than the baseline or the best cheap baseline")
-        if len(losses):
-            parts.append("decided worse: " + ", ".join(f"{r.claim} ({r.metric} {r.mean:+.2f} points)"
-                                                        for r in losses.itertuples()))
-        if len(untested):
-            parts.append(f"{len(untested)} of {len(g)} claims not tested (a gate failed)")
-        lines.append(f"* **{where}**: " + "; ".join(parts) + ".")
-    return "\n".join(lines)
