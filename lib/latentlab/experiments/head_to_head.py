@@ -234,10 +234,9 @@ def mixup_hook(lab: data.Dataset, alpha: float, seed: int) -> Callable:
     onehot = F.one_hot(lab.y, lab.n_classes).float()
 
     def hook(epoch, model, plan):
-        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        j = torch.randperm(len(lab), generator=gen)
-        lam = torch.distributions.Beta(alpha, alpha).sample((len(lab),)) if alpha > 0 else torch.ones(len(lab))
-        lam = lam.to(lab.x.dtype)
+        rng = np.random.default_rng(seed * 100_003 + epoch)  # the same draw for an epoch, whatever ran before
+        j = torch.from_numpy(rng.permutation(len(lab)))
+        lam = torch.from_numpy(rng.beta(alpha, alpha, len(lab)) if alpha > 0 else np.ones(len(lab))).to(lab.x.dtype)
         x = lam.view(-1, 1, 1, 1) * lab.x + (1 - lam.view(-1, 1, 1, 1)) * lab.x[j]
         return x, lam.view(-1, 1) * onehot + (1 - lam.view(-1, 1)) * onehot[j]
     return hook
@@ -273,6 +272,7 @@ def train_models(cfg: Config, mcfg: dict, name: str, seed: int, splits: Splits, 
     if "aisel+m" in arms:
         with metered() as m.cost["aisel+m"]:
             m.gin = aisel.gin_for(mcfg["aisel+m"], splits.train, seed)
+        m.gates += aisel_gates(mcfg["aisel+m"], m.gin, splits, oracle, name, seed)
     if "tsynd-mi" in arms:
         # 02's autoencoder sees every training image (AE_DATA 'all'): the labelled subset plays no part in it
         d = tsynd.SeedData(name, seed, splits.train, splits.val, splits.test, splits.train.subset([0]))
@@ -307,9 +307,11 @@ def aisel_images(acfg, s: aisel.Setup, m: int) -> torch.Tensor:
     return s.gin.generate(aisel.synthetic_sets(acfg, s, m, m, arms=("aisel+m",)).sets["aisel+m"])
 
 
-def aisel_gates(acfg, s: aisel.Setup, oracle: Oracle, name: str) -> list[dict]:
-    """01's gin gates, with M (the sample gate's size) within what the training split can hold 4 x."""
-    m_large = max(1, min(aisel.GATE_IMAGES, acfg.m_large, len(s.train) // aisel.REAL_PER_SAMPLE))
+def aisel_gates(acfg, gin, splits: Splits, oracle: Oracle, name: str, seed: int) -> list[dict]:
+    """01's gin gates (they read the GIN and the splits only), with M (the sample gate's size) within what the
+    training split can hold 4 x."""
+    m_large = max(1, min(aisel.GATE_IMAGES, acfg.m_large, len(splits.train) // aisel.REAL_PER_SAMPLE))
+    s = aisel.Setup(seed, splits.train, splits.val, splits.test, splits.train, splits.train, gin, None)
     return aisel.gin_gates(acfg.replace(m_large=m_large), s, oracle, name)
 
 
@@ -403,7 +405,6 @@ def budget_rows(cfg: Config, mcfg: dict, models: Models, name: str, n: int, seed
                 s = aisel_setup(lab, pool, splits, models.gin, base, seed)
                 joined, info = aisel.with_oracle_labels(lab, aisel_images(mcfg[arm], s, m), oracle)
                 fitted = fit_arm(lab, splits.val, clf, seed, (joined.x[n:], joined.y[n:]))
-                gate_rows += [r | {"dataset": where} for r in aisel_gates(mcfg[arm], s, oracle, where)]
             elif arm == "tsynd-mi":
                 aug = tsynd.augmenter(mcfg[arm], arm, models.ae, models.radius, lab, cfg.tsynd_eps_rel, seed)
                 start = aug.start_epoch(schedule(len(lab), clf))
