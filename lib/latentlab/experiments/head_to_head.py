@@ -347,8 +347,15 @@ def cam_fusion_arm(ccfg, codec, train: data.Dataset, lab: data.Dataset, lab_rows
     ref, alt, _ = cam.reference_images(s, ccfg.n_fid)
     tail = cam.held_out(test, s.tail)["tail"]
     rows = cam.reconstruction_rows(s, oracle, test)
-    rows += cam.sample_gate_rows(oracle, x, y, torch.cat([ref, alt]), oracle.agreement(tail.x, tail.y),
-                                 n_classes=train.n_classes, instrument="fused", dataset=gate_dataset, seed=seed)
+    real = torch.cat([ref, alt])
+    k = min(len(x), len(real) // 2)  # sample_gate holds out as many real images as it gets samples (a fixed draw)
+    if k < 2:
+        rows.append(gates.row("fused", gate_dataset, seed, "real_minority_images", len(real), threshold=4,
+                              passed=False))
+    else:
+        keep = np.sort(np.random.default_rng(0).permutation(len(x))[:k])
+        rows += cam.sample_gate_rows(oracle, x[keep], y[keep], real, oracle.agreement(tail.x, tail.y),
+                                     n_classes=train.n_classes, instrument="fused", dataset=gate_dataset, seed=seed)
     rows = [r | {"dataset": gate_dataset} for r in rows]
     return x, y, rows
 
