@@ -35,6 +35,7 @@ The classifier's convergence ("classifier") is a small grid of its own (`converg
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -326,12 +327,13 @@ def cam_codec(ccfg, train: data.Dataset, seed: int):
     return fit_latent_codec(train.x, ccfg.kl(seed))
 
 
-def cam_fusion_arm(ccfg, codec, train: data.Dataset, lab: data.Dataset, lab_rows: np.ndarray, seed: int,
-                   oracle: Oracle, test: data.Dataset, gate_dataset: str) -> tuple[torch.Tensor, torch.Tensor, list]:
+def cam_fusion_arm(ccfg, codec, splits: Splits, lab: data.Dataset, lab_rows: np.ndarray, seed: int,
+                   oracle: Oracle, gate_dataset: str) -> tuple[torch.Tensor, torch.Tensor, list]:
     """05's CAM fusion for the minority class of the labelled images: Stage 1 (iterated learning) trained on their
     latents and labels, then as many fused minority images as balance the classes (n_augment = majority - minority
     count), decoded without refinement (05's `cam-fusion` arm); with 05's gates (AutoencoderKL and Stage 1
-    reconstructions, the fused images' sample gate). Returns (x, y, gate rows)."""
+    reconstructions on the validation split, the fused images' sample gate against unused real minority images).
+    Returns (x, y, gate rows)."""
     from latentlab.models.iterated import fit_iterated
     from latentlab.utils import batched
 
@@ -341,12 +343,16 @@ def cam_fusion_arm(ccfg, codec, train: data.Dataset, lab: data.Dataset, lab_rows
     ccfg = ccfg.replace(n_augment=max(1, n_augment), refine_steps=0)
     latents = batched(codec.encode, lab.x, 512)
     stage1 = fit_iterated(latents, lab.y, lab.n_classes, ccfg.il(seed))
+    train, val, test = splits.train, splits.val, splits.test
     s = cam.Seed(seed, ccfg, train, lab, [minority], np.asarray(lab_rows), codec, latents, stage1, None)
     fused = s.fuse("cam", "cam")
     x, y = s.images(fused.latents, 0), fused.labels.to(lab.y.dtype)
     ref, alt, _ = cam.reference_images(s, ccfg.n_fid)
-    tail = cam.held_out(test, s.tail)["tail"]
-    rows = cam.reconstruction_rows(s, oracle, test)
+    tail = cam.held_out(val, s.tail)["tail"]
+    if "images" in inspect.signature(cam.reconstruction_rows).parameters:  # the rebuilt 05 (issue 20)
+        rows = cam.reconstruction_rows(s, oracle, val, test)
+    else:
+        rows = cam.reconstruction_rows(s, oracle, val)
     real = torch.cat([ref, alt])
     k = min(len(x), len(real) // 2)  # sample_gate holds out as many real images as it gets samples (a fixed draw)
     if k < 2:
@@ -436,7 +442,7 @@ def budget_rows(cfg: Config, mcfg: dict, models: Models, name: str, n: int, seed
                 gate_rows += vae_augmentation.augmentation_gate(arm, x, y, oracle, vsplits, acc_real, dataset=where,
                                                                 seed=seed)
             elif arm == "cam-fusion":
-                x, y, g = cam_fusion_arm(mcfg[arm], models.codec, train, lab, idx, seed, oracle, splits.test, where)
+                x, y, g = cam_fusion_arm(mcfg[arm], models.codec, splits, lab, idx, seed, oracle, where)
                 fitted = fit_arm(lab, splits.val, clf, seed, (x, y))
                 info = {"label_validity": oracle.agreement(x, y), "n_synthetic": len(x)}
                 gate_rows += g
