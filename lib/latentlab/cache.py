@@ -12,8 +12,10 @@ import json
 import os
 import pickle
 import tempfile
+import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -88,6 +90,46 @@ def _read(path: Path) -> dict | None:
         return None
 
 
+COST_SUFFIX = ".cost.json"  # beside a cached model: the CPU and wall seconds its training took (`training_costs`)
+_COST_LOGS: list[list[dict]] = []  # the open `training_costs` blocks (innermost last)
+_DEPTH = [0]  # train_or_load calls in progress (a model trained inside another's training is part of its cost)
+
+
+def cost_path(path: Path) -> Path:
+    """The file beside a cached model that records what training it cost."""
+    return Path(path).with_suffix(COST_SUFFIX)
+
+
+def _read_cost(path: Path) -> dict:
+    try:
+        return json.loads(cost_path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@contextmanager
+def training_costs() -> Iterator[list[dict]]:
+    """Collect, for every model `train_or_load` returns inside the block, what training it cost from a cold cache:
+    entries {"name", "loaded" (a cache hit), "cpu_seconds" and "wall_seconds" of its training (read from the
+    record beside the cached file on a hit; NaN when a hit has no record), "elapsed_cpu" (CPU seconds this call took:
+    the training, or the loading), "nested" (True for a model trained inside another's training, whose cost the outer
+    entry already holds)}. Notebook 06 counts generative training from cold this way whether or not the cache is
+    warm."""
+    log: list[dict] = []
+    _COST_LOGS.append(log)
+    try:
+        yield log
+    finally:
+        _COST_LOGS.remove(log)
+
+
+def cold_cpu_seconds(log: list[dict], measured: float) -> float:
+    """CPU seconds a block would have taken from a cold cache: `measured` (the block's own CPU time) with every
+    top-level model's loading replaced by its recorded training cost (NaN when one has no record)."""
+    top = [e for e in log if not e["nested"]]
+    return measured - sum(e["elapsed_cpu"] for e in top) + sum(e["cpu_seconds"] for e in top)
+
+
 _PACK_DONE: set[str] = set()  # model caches whose pack this process has installed (or found installed)
 
 
@@ -115,17 +157,36 @@ def train_or_load(name: str, config, build: Callable[[], nn.Module], train: Call
     key = model_key(name, config, data)
     path = cache_dir() / f"{name}-{key}.pt"
     state = _read(path) if path.exists() else None
-    with isolated_rng(int(key, 16) % 2**31):
-        model = build()
-        if state is not None:
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as err:
-                raise RuntimeError(f"The cached model {path} does not fit the model its config builds ({err}). "
-                                   "Delete the file to retrain it.") from err
-        else:
-            train(model)
-            atomic_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path)
+    clock, wall = time.process_time(), time.perf_counter()
+    nested = _DEPTH[0] > 0
+    _DEPTH[0] += 1
+    try:
+        with isolated_rng(int(key, 16) % 2**31):
+            model = build()
+            if state is not None:
+                try:
+                    model.load_state_dict(state)
+                except RuntimeError as err:
+                    raise RuntimeError(f"The cached model {path} does not fit the model its config builds ({err}). "
+                                       "Delete the file to retrain it.") from err
+            else:
+                train(model)
+                atomic_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path)
+    finally:
+        _DEPTH[0] -= 1
+    elapsed = time.process_time() - clock
+    if state is None:
+        cost = {"cpu_seconds": elapsed, "wall_seconds": time.perf_counter() - wall}
+        try:
+            cost_path(path).write_text(json.dumps(cost))
+        except OSError:  # a read-only cache keeps its models; only the record is lost
+            pass
+    else:
+        cost = _read_cost(path)
+    for log in _COST_LOGS:
+        log.append({"name": name, "loaded": state is not None, "nested": nested, "elapsed_cpu": elapsed,
+                    "cpu_seconds": float(cost.get("cpu_seconds", float("nan"))),
+                    "wall_seconds": float(cost.get("wall_seconds", float("nan")))})
     # One memory layout whichever way the weights came (trained channels-last, or loaded into a fresh contiguous
     # model): some kernels (1x1 convolutions) round differently by layout, and a cache hit must compute exactly what
     # a fresh training computes.

@@ -98,7 +98,8 @@ def fit(model: nn.Module, train: Dataset | Pair, val: Dataset | Pair | None = No
         epochs: int = 30, batch_size: int = 128, val_epochs: tuple[int, ...] | None = None, lr: float = 1e-3,
         weight_decay: float = 0.0, monitor: str = "loss", patience: int | None = None, hooks: Hooks | None = None,
         class_weight: torch.Tensor | None = None, lr_decay: str | None = None,
-        device: str | torch.device | None = None, desc: str | None = None) -> FitResult:
+        device: str | torch.device | None = None, desc: str | None = None,
+        batches_per_epoch: int | None = None) -> FitResult:
     """Train with Adam; keep the model of the best validation check; stop after `patience` epochs without gain.
 
     monitor: 'loss' (lower is better), 'accuracy', 'balanced_accuracy' or 'auc' (higher is better) on `val`, checked
@@ -107,7 +108,9 @@ def fit(model: nn.Module, train: Dataset | Pair, val: Dataset | Pair | None = No
     per class. lr_decay (`lr_factor`): None keeps lr; "cosine" lowers it before every update, towards 0 at the last
     one, so that the last model (the one a run without validation keeps) is a settled one. Model and batches are
     channels-last (NHWC in memory): CPU convolutions run about 1.5-1.9x faster that way, with the same numbers up to
-    floating-point order.
+    floating-point order. batches_per_epoch: every epoch makes exactly this many updates, its batch size growing with
+    the images a hook adds that epoch (ceil(images / batches_per_epoch), at least batch_size): an arm with extra
+    images then makes the same updates and the same passes over the real images as one without (notebook 06).
     """
     if monitor not in MONITORS:
         raise ValueError(f"Unknown monitor {monitor!r}. Choose one of: {', '.join(MONITORS)}.")
@@ -129,12 +132,13 @@ def fit(model: nn.Module, train: Dataset | Pair, val: Dataset | Pair | None = No
             x, y = torch.cat([x, added[0].to(x)]), torch.cat([y, added[1].to(y)])
         model.train()
         total, order = 0.0, torch.randperm(len(x))
-        for start in range(0, len(x), batch_size):
+        size = batch_size if batches_per_epoch is None else max(batch_size, math.ceil(len(x) / batches_per_epoch))
+        for start in range(0, len(x), size):
             if lr_decay is not None:  # the share of training done before this update
                 done = (epoch + start / len(x)) / epochs
                 for group in opt.param_groups:
                     group["lr"] = lr * lr_factor(done, lr_decay)
-            idx = order[start:start + batch_size]
+            idx = order[start:start + size]
             if len(idx) < 2 and len(x) > 1:  # batch-norm cannot train on a single image
                 continue
             xb = channels_last(x[idx].to(device))
@@ -204,7 +208,8 @@ def evaluate(model: nn.Module, data: Dataset | Pair, *, task: str, device=None) 
 
 
 def fit_classifier(train: Dataset, val: Dataset | None, clf: ClfConfig, seed: int, hooks: Hooks | None = None,
-                   device=None, desc: str | None = None, weight: torch.Tensor | None = None) -> FitResult:
+                   device=None, desc: str | None = None, weight: torch.Tensor | None = None,
+                   equal_updates: bool = False) -> FitResult:
     """Seed, build the classifier `clf` describes for `train`, and fit it on its `schedule`.
 
     The budget in updates (clf.steps) lets sets of 20 and 5000 images train for comparably long; clf.min_epochs
@@ -214,7 +219,8 @@ def fit_classifier(train: Dataset, val: Dataset | None, clf: ClfConfig, seed: in
     stops predicting the majority class only. The model of the best validation check (by clf.monitor) is returned,
     with the schedule it ran (hooks.validate_from moves the first check, e.g. to the first synthetic epoch). weight:
     per-class loss weights of the caller's own (notebook 05's tail-only reweighting) in place of clf.class_weight's,
-    which must then be None.
+    which must then be None. equal_updates: the images hooks add make the batches larger, not more (`fit`'s
+    batches_per_epoch: those of `train` alone), so every arm makes the schedule's updates and passes over `train`.
     """
     if clf.class_weight not in (None, "balanced"):
         raise ValueError(f"CLF_CLASS_WEIGHT must be None or 'balanced'; got {clf.class_weight!r}.")
@@ -231,4 +237,5 @@ def fit_classifier(train: Dataset, val: Dataset | None, clf: ClfConfig, seed: in
         weight = balanced_weights(train.y, train.n_classes)
     return fit(model, train, val, task=train.info.task, epochs=plan.epochs, batch_size=plan.batch_size,
                val_epochs=plan.val_epochs, lr=clf.lr, monitor=clf.monitor, hooks=hooks, class_weight=weight,
-               lr_decay=clf.lr_decay, device=device, desc=desc)
+               lr_decay=clf.lr_decay, device=device, desc=desc,
+               batches_per_epoch=math.ceil(len(train) / plan.batch_size) if equal_updates else None)
