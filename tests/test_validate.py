@@ -78,6 +78,18 @@ def test_references_store_sanitized_text_and_no_images(tmp_path):
     outs = ref.cells[0].outputs
     assert outs[0].text == "<time> s so far\n"
     assert outs[1].data == {"text/plain": "<Figure size 4x4 with 1 Axes>"}
+    assert ref.metadata["latentlab"]["machine"] == validate.machine()  # the strict check holds on this machine kind
+
+
+def test_the_machine_kind_names_what_changes_rounding():
+    import platform
+
+    import torch
+
+    here = validate.machine()
+    assert here == validate.machine()  # the same every call: a reference made here is checked strictly here
+    assert here["arch"] == platform.machine() and here["torch"] == torch.__version__
+    assert here["capability"] == torch.backends.cpu.get_cpu_capability() and len(here["flags"]) == 12
 
 
 def test_a_stale_reference_is_refused_before_anything_runs(tmp_path):
