@@ -97,7 +97,8 @@ def test_two_workers_training_the_same_key_at_once(tmp_path, monkeypatch):
     a, b = grid.run(_race, tasks, workers=2)
     assert a == b  # seeded from the config: both trainings wrote the same weights
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 1 and files[0].startswith("race-") and files[0].endswith(".pt")  # no temporary leftovers
+    assert len(files) == 2 and files[1].startswith("race-") and files[1].endswith(".pt")  # no temporary leftovers
+    assert files[0] == cache.cost_path(tmp_path / files[1]).name  # beside it only its training cost record
     monkeypatch.setenv("LATENTLAB_CACHE", str(tmp_path))
     loaded = cache.train_or_load("race", {"w": 1}, lambda: nn.Linear(64, 8), lambda m: pytest.fail("retrained"))
     assert loaded.weight.flatten().tolist() == a

@@ -218,7 +218,11 @@ def test_channels_last_gives_the_contiguous_numbers():
             trace.append(loss.item())
         losses[layout] = (trace, torch.cat([p.detach().flatten() for p in model.parameters()]))
     np.testing.assert_allclose(losses["contiguous"][0], losses["channels_last"][0], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(losses["contiguous"][1], losses["channels_last"][1], rtol=1e-3, atol=1e-4)
+    # Adam steps every weight by about lr (1e-3) whatever its gradient's size, so a weight whose gradient is near 0
+    # (its sign a matter of summation order) may end up to a step apart: atol is one lr, the other weights agree to 1e-4
+    torch.testing.assert_close(losses["contiguous"][1], losses["channels_last"][1], rtol=1e-3, atol=1e-3)
+    close = torch.isclose(losses["contiguous"][1], losses["channels_last"][1], rtol=1e-3, atol=1e-4)
+    assert close.float().mean() > 0.999
     repro.seed_everything(0)
     fitted = train.fit(SmallCNN(1, 2, width=8), (x, y), None, task="binary-class", epochs=1, batch_size=16)
     assert fitted.model.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
