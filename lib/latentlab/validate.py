@@ -96,21 +96,21 @@ def clean_outputs(outputs: list, patterns: list[tuple[str, str]] | None) -> list
 
 
 def machine() -> dict:
-    """What a reference's numbers depend on beside the code and the locked packages: the CPU's architecture, model and
-    instruction-set flags and the torch build. On another of any of them convolutions may round differently (other
+    """What a reference's numbers depend on beside the code and the locked packages: the CPU's architecture, model
+    (family, model, stepping, cache size: oneDNN picks kernels and blockings by them) and instruction-set flags and the
+    torch build. On another of any of them convolutions may round differently (other
     kernels, another summation order), so a reference holds on the machine kind that made it."""
     import torch
 
-    model, flags = "", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+    info: dict[str, str] = {}
+    try:  # the first processor's lines; a virtual machine's "model name" can be generic, its family/model/stepping
+        for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines():  # and cache size are not
             key, _, value = line.partition(":")
-            if key.strip() == "model name" and not model:
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = " ".join(sorted(value.split()))
+            info.setdefault(key.strip(), value.strip())
     except OSError:  # not Linux: the processor string stands in
-        model = platform.processor()
+        info["model name"] = platform.processor()
+    model = " / ".join(info.get(k, "") for k in ("model name", "cpu family", "model", "stepping", "cache size"))
+    flags = " ".join(sorted(info.get("flags", "").split()))
     return {"arch": platform.machine(), "cpu": model, "flags": hashlib.sha1(flags.encode()).hexdigest()[:12],
             "torch": torch.__version__, "capability": torch.backends.cpu.get_cpu_capability()}
 
