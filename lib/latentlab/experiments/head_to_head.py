@@ -35,7 +35,6 @@ The classifier's convergence ("classifier") is a small grid of its own (`converg
 from __future__ import annotations
 
 import functools
-import inspect
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -349,10 +348,7 @@ def cam_fusion_arm(ccfg, codec, splits: Splits, lab: data.Dataset, lab_rows: np.
     x, y = s.images(fused.latents, 0), fused.labels.to(lab.y.dtype)
     ref, alt, _ = cam.reference_images(s, ccfg.n_fid)
     tail = cam.held_out(val, s.tail)["tail"]
-    if "images" in inspect.signature(cam.reconstruction_rows).parameters:  # the rebuilt 05 (issue 20)
-        rows = cam.reconstruction_rows(s, oracle, val, test)
-    else:
-        rows = cam.reconstruction_rows(s, oracle, val)
+    rows = cam.reconstruction_rows(s, oracle, val, test)
     real = torch.cat([ref, alt])
     k = min(len(x), len(real) // 2)  # sample_gate holds out as many real images as it gets samples (a fixed draw)
     if k < 2:
