@@ -64,7 +64,7 @@ CLASSIFIER = "classifier"  # the instrument of the classifier's convergence
 # The instruments (gate rows) each arm's claims rest on: the method modules' own instrument names.
 INSTRUMENTS = {"aisel+m": ("gin", "gin-samples"), "tsynd-mi": ("autoencoder",), "latent-query": ("vae-2d",),
                "latent-interpolation": ("vae", "vae-augmentations:interpolation"),
-               "cam-fusion": ("autoencoder_kl", "stage1", "fused")}
+               "cam-fusion": ("autoencoder_kl", "stage1")}
 INTERPOLATION = "latent-interpolation"
 
 
@@ -331,8 +331,9 @@ def cam_fusion_arm(ccfg, codec, splits: Splits, lab: data.Dataset, lab_rows: np.
     """05's CAM fusion for the minority class of the labelled images: Stage 1 (iterated learning) trained on their
     latents and labels, then as many fused minority images as balance the classes (n_augment = majority - minority
     count), decoded without refinement (05's `cam-fusion` arm); with 05's gates (AutoencoderKL and Stage 1
-    reconstructions on the validation split, the fused images' sample gate against unused real minority images).
-    Returns (x, y, gate rows)."""
+    reconstructions on the validation split). The fused images are the method's output, not an instrument (as in
+    05): how often the oracle gives them their label is the arm's `label_validity` result. Returns (x, y, gate
+    rows)."""
     from latentlab.models.iterated import fit_iterated
     from latentlab.utils import batched
 
@@ -346,18 +347,7 @@ def cam_fusion_arm(ccfg, codec, splits: Splits, lab: data.Dataset, lab_rows: np.
     s = cam.Seed(seed, ccfg, train, lab, [minority], np.asarray(lab_rows), codec, latents, stage1, None)
     fused = s.fuse("cam", "cam")
     x, y = s.images(fused.latents, 0), fused.labels.to(lab.y.dtype)
-    ref, alt, _ = cam.reference_images(s, ccfg.n_fid)
-    tail = cam.held_out(val, s.tail)["tail"]
     rows = cam.reconstruction_rows(s, oracle, val, test)
-    real = torch.cat([ref, alt])
-    k = min(len(x), len(real) // 2)  # sample_gate holds out as many real images as it gets samples (a fixed draw)
-    if k < 2:
-        rows.append(gates.row("fused", gate_dataset, seed, "real_minority_images", len(real), threshold=4,
-                              passed=False))
-    else:
-        keep = np.sort(np.random.default_rng(0).permutation(len(x))[:k])
-        rows += cam.sample_gate_rows(oracle, x[keep], y[keep], real, oracle.agreement(tail.x, tail.y),
-                                     n_classes=train.n_classes, instrument="fused", dataset=gate_dataset, seed=seed)
     rows = [r | {"dataset": gate_dataset} for r in rows]
     return x, y, rows
 

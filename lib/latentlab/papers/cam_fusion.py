@@ -20,8 +20,8 @@ Every claim names the instruments it rests on (`latentlab.gates`, run by `experi
 that uses fused images rests on the AutoencoderKL and the Stage 1 round trip (FUSED: the latent space and the code the
 fused samples are decoded through), one that uses refined images also on the denoiser's sanity check (REFINED); a
 classifier claim also on the classifier's convergence; an image-quality claim also on the label-free feature
-autoencoder. The fused images' own checks ("fused", "refined": do they keep their tail label?) are the method's
-output, not an instrument: a claim does not rest on them (a method whose images lose the label is tested, and fails).
+autoencoder. The fused images' own measures (do they keep their tail label? how far are they from real ones?) are
+the method's output, result rows, not an instrument: a method whose images lose the label is tested, and fails.
 `verdicts` tests them all as one family (Bonferroni over the classifier and the image-quality claims together).
 """
 
