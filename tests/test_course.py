@@ -114,6 +114,8 @@ def test_every_notebook_has_a_header_entry_and_checks_name_real_exercises():
     assert {nb.stem for nb in NOTEBOOKS} == set(HEADERS["notebooks"])
     for entry in HEADERS["notebooks"].values():
         assert set(entry["times"]) == set(course.PROFILES) and entry["objectives"] and entry["discussion"]
+        lines = [*entry["objectives"], *entry["discussion"], entry["prerequisites"], *entry["times"].values()]
+        assert all(isinstance(line, str) for line in lines), "a YAML line with ': ' in it needs quotes"
     for stem, cells in CHECKS.items():
         nb = nbformat.read(REPO / "notebooks" / f"{stem}.ipynb", as_version=4)
         assert max(cells) <= len(course.exercises(nb)) or stem in PENDING
