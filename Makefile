@@ -92,11 +92,13 @@ student: env
 # The README's results section, generated from the committed ledgers (tests/test_ledger.py checks it).
 # The records the parameters cells' choices were read off (validation splits only; slow: about 20 CPU-minutes
 # from a cold cache): configs/03_tsne_weight.csv (the t-SNE weight, 1x and 2x), configs/03_encoder_budget.csv and
-# configs/05_instrument_budget.csv (05's latent space: grid, channels, updates; about 17 min on 2 cores, cold).
+# configs/05_instrument_budget.csv (05's latent space: grid, channels, updates; about 17 min on 2 cores, cold),
+# configs/06_dataset_record.csv (06's datasets: every gate of one seed per candidate; about 6 min on 2 cores, cold).
 choices: env
 	$(BIN)/python -c "from latentlab.experiments import query_selection as qs; print('TSNE_WEIGHT', qs.write_tsne_record())"
 	$(BIN)/python -c "from latentlab.experiments import query_selection as qs; print(qs.write_budget_sweep().to_string())"
 	$(BIN)/python -c "from latentlab.experiments import cam_fusion as cf; print(cf.write_instrument_record().T.to_string())"
+	$(BIN)/python -c "from latentlab.experiments import head_to_head as h; print(h.passing_datasets(h.write_dataset_record()))"
 
 readme: env
 	$(BIN)/python -m latentlab.ledger readme

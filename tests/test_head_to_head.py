@@ -213,3 +213,17 @@ def test_arm_costs_means_over_seeds():
     costs = h2h.arm_costs(runs)
     assert set(costs["arm"]) == set(h2h.ARMS) and (costs["cpu_seconds"] == 10).all()
     assert costs.set_index("arm").loc["real+m", "auc"] > costs.set_index("arm").loc["baseline", "auc"]
+
+
+def test_passing_datasets_keep_only_datasets_whose_every_gated_check_passed():
+    row = lambda d, passed: {"instrument": "vae", "dataset": d, "seed": 0, "check": "c", "value": 1.0,
+                             "threshold": 0.5, "passed": passed}
+    record = pd.DataFrame([row("b@50", True), row("a@50", True), row("a@200", False), row("b@200", True)])
+    assert h2h.passing_datasets(record) == ["b"]
+    assert h2h.passing_datasets(record.assign(passed=True)) == ["b", "a"]
+
+
+def test_the_default_datasets_are_the_records_passing_ones():
+    record = pd.read_csv(h2h.DATASET_RECORD)
+    assert set(record["dataset"].str.split("@").str[0]) == set(h2h.DATASET_CANDIDATES)
+    assert parameters_of(NB, "default")["DATASETS"] == h2h.passing_datasets(record)

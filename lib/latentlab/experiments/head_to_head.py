@@ -518,3 +518,35 @@ def pareto(table: pd.DataFrame, cost: str = "cpu_seconds", value: str = "auc") -
         dominated = ((c <= c[i]) & (v >= v[i]) & ((c < c[i]) | (v > v[i]))).any()
         front.append(not dominated)
     return pd.Series(front, index=table.index)
+
+
+# --------------------------------------------------------------------------- the datasets the default profile runs
+
+
+DATASET_RECORD = REPO / "configs" / "06_dataset_record.csv"
+DATASET_CANDIDATES = ("pneumoniamnist", "breastmnist")  # the issue's two datasets
+
+
+def dataset_record(candidates=DATASET_CANDIDATES, seed: int = 0, workers: int | None = None) -> pd.DataFrame:
+    """The default profile's instruments on each candidate dataset: `run_seed` of one seed with the parameters cell
+    of this notebook (every method at the budget it runs at) and its gate rows (the gates read the validation and
+    held-out splits the methods' own notebooks gate on; no claim, no test metric enters the choice)."""
+    params = _notebook_parameters(Config.NOTEBOOK) | {"DATASETS": list(candidates), "SEEDS": [seed]}
+    cfg = Config.from_parameters(params)
+    _, rows = grid.tables(run_seed, tasks(cfg), workers=workers, desc="dataset record")
+    return rows
+
+
+def passing_datasets(record: pd.DataFrame) -> list[str]:
+    """The datasets (names without '@n') of which every gated check of the record passed, in the record's order."""
+    name = record["dataset"].str.split("@").str[0]
+    ok = record.assign(name=name).groupby("name", sort=False)["passed"].all()
+    return [d for d, passed in ok.items() if passed]
+
+
+def write_dataset_record(path=DATASET_RECORD, **kwargs) -> pd.DataFrame:
+    """`dataset_record`, written to configs/06_dataset_record.csv (`make choices`): DATASETS of the parameters cell
+    is `passing_datasets` of it (a test checks)."""
+    record = dataset_record(**kwargs)
+    record.to_csv(path, index=False)
+    return record
