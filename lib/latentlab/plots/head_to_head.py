@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 
@@ -22,6 +23,15 @@ def _colour(arm: str) -> str:
     return "tab:red"
 
 
+def _log_x(ax, ticks=None) -> None:
+    """A log x axis labelled in plain numbers (50, 100, 2000), no labels on its minor ticks; at `ticks` if given."""
+    ax.set_xscale("log")
+    if ticks is not None:
+        ax.set_xticks(sorted(set(ticks)))
+    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+
+
 def _dataset(where: str) -> tuple[str, int]:
     name, _, n = where.partition("@")
     return name, int(n)
@@ -39,11 +49,11 @@ def auc_vs_annotations(costs: pd.DataFrame, value: str = "auc") -> plt.Figure:
             g = g.sort_values("annotations")
             ax.errorbar(g["annotations"], g[value], yerr=g.get(f"{value}_sd"), marker=MARKERS.get(arm, "o"),
                         color=_colour(arm), label=arm, capsize=2, alpha=0.85, lw=1)
-        ax.set_xscale("log")
+        _log_x(ax, part["annotations"])
         ax.set_xlabel("annotations (labelled images + oracle labels)")
         ax.set_ylabel(f"test {value.upper() if value == 'auc' else value}")
         ax.set_title(name)
-    axes[0][-1].legend(fontsize=7, loc="lower right", ncol=2)
+    axes[0][-1].legend(fontsize=7, loc="best", ncol=2)
     fig.tight_layout()
     return fig
 
@@ -64,12 +74,12 @@ def auc_vs_cpu(costs: pd.DataFrame, value: str = "auc", cost: str = "cpu_seconds
                        s=60, zorder=3, edgecolor="white" if r.arm not in set(front["arm"]) else "black")
             ax.annotate(r.arm, (getattr(r, cost), getattr(r, value)), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel("CPU seconds per seed (cold cache: generative training included)")
+        _log_x(ax)
+        ax.set_xlabel("CPU seconds per seed, cold (generative training included)")
         ax.set_ylabel(f"test {value.upper() if value == 'auc' else value}")
         ax.set_title(where)
     for ax in list(axes.flat)[len(settings):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7, loc="lower right")
+    axes.flat[0].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
