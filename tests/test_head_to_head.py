@@ -140,13 +140,16 @@ def test_pareto_front():
 def test_configs_of_the_method_notebooks_take_overrides_and_this_notebooks_oracle():
     cfg = h2h.Config.from_parameters(parameters_of(NB, "default"))
     mcfg = h2h.configs(cfg)
-    assert isinstance(mcfg["aisel+m"], aisel.Config) and mcfg["aisel+m"].gan_steps == cfg.aisel["GAN_STEPS"]
+    own = parameters_of(config.REPO / "notebooks" / "01_aisel.ipynb", "default")
+    assert isinstance(mcfg["aisel+m"], aisel.Config)
+    assert mcfg["aisel+m"].gan_steps == cfg.aisel.get("GAN_STEPS", own["GAN_STEPS"])  # an override, else 01's own
+    overridden = h2h.Config.from_parameters(parameters_of(NB, "default") | {"AISEL": {"GAN_STEPS": 7}})
+    assert h2h.configs(overridden)["aisel+m"].gan_steps == 7
     assert isinstance(mcfg["tsynd-mi"], tsynd.Config) and mcfg["tsynd-mi"].oracle == cfg.oracle
     assert isinstance(mcfg["latent-query"], query_selection.Config) and mcfg["latent-query"].pool_size is None
     assert isinstance(mcfg["latent-interpolation"], vae_augmentation.Config)
     assert isinstance(mcfg["cam-fusion"], cam_fusion.Config) and mcfg["cam-fusion"].oracle == cfg.oracle
     # everything not overridden is the method notebook's own parameters cell
-    own = parameters_of(config.REPO / "notebooks" / "01_aisel.ipynb", "default")
     assert mcfg["aisel+m"].latent_dim == own["LATENT_DIM"] and mcfg["aisel+m"].n_critic == own["N_CRITIC"]
     smoke = h2h.Config.from_parameters(parameters_of(NB, "smoke"))
     assert h2h.configs(smoke)["aisel+m"].gan_steps < mcfg["aisel+m"].gan_steps
