@@ -315,8 +315,8 @@ def aisel_gates(acfg, gin, splits: Splits, oracle: Oracle, name: str, seed: int)
     return aisel.gin_gates(acfg.replace(m_large=m_large), s, oracle, name)
 
 
-# The one adapter to notebook 05's module (being rebuilt): every use of `cam_fusion` goes through the three functions
-# below, so a new 05 changes them alone.
+# The one adapter to notebook 05's module: every use of `cam_fusion` goes through the two functions below, so a change
+# of 05's interface changes them alone.
 
 def cam_codec(ccfg, train: data.Dataset, seed: int):
     """05's AutoencoderKL of the seed, trained on the unlabelled training images (05 trains it on its long-tailed
