@@ -103,26 +103,32 @@ def test_run_seed_end_to_end_and_its_rows_depend_on_their_coordinates_only(tiny,
     assert passes.nunique() == 1  # every arm sees the real images as often as native
     shares = one[one.metric.str.startswith("class_share_")].groupby("arm")["value"].sum()
     assert np.allclose(shares, 1.0) and set(shares.index) == set(aisel.SYNTHETIC + aisel.REAL)
-    assert len(list(tmp_path.glob("gin-*.pt"))) == 1 and len(list(tmp_path.glob("oracle-*.pt"))) == 1
+    restarts = int(gates_one.query("check == 'restarts'").value.item())  # the restart rule: k discarded GINs
+    assert len(list(tmp_path.glob("gin-*.pt"))) == restarts + 1 and len(list(tmp_path.glob("oracle-*.pt"))) == 1
     two, gates_two = grid.tables(aisel.run_seed, grid.tasks(tiny, dataset=tiny.datasets, seed=[1, 0]), workers=1)
     assert two[two.seed == 0].reset_index(drop=True).equals(one)  # cached GIN, same rows, whatever the grid
     assert gates_two[gates_two.seed == 0].reset_index(drop=True).equals(gates_one)  # the gate rows too
-    assert len(list(tmp_path.glob("gin-*.pt"))) == 2  # one GIN per seed
+    made = gates_two.query("check == 'restarts'").value.sum() + 2
+    assert len(list(tmp_path.glob("gin-*.pt"))) == made  # one GIN per seed, and one per restart
     assert list(gates_two.columns) == list(gates.COLUMNS) and set(gates_two.seed) == {0, 1}
-    checks = gates_two[gates_two.seed == 1].groupby("instrument", sort=False)["check"].apply(list).to_dict()
-    assert checks == {"gin": ["oracle_accuracy_real", "oracle_accuracy_recon", "mean_image_mse", "recon_mse"],
+    kept = gates_two[(gates_two.seed == 1) & ~gates_two.check.str.startswith("discarded")
+                     & (gates_two.check != "restarts")]
+    checks = kept.groupby("instrument", sort=False)["check"].apply(list).to_dict()
+    assert checks == {"gin": ["oracle_accuracy_real", "oracle_accuracy_recon", "oracle_accuracy_real_0",
+                              "oracle_accuracy_recon_0", "oracle_accuracy_real_1", "oracle_accuracy_recon_1",
+                              "mean_image_mse", "recon_mse"],  # per class: the oracle labels the GIN's images
                       "gin-samples": ["min_class_share", "mean_confidence", "fd_model", "fd_floor", "fd_ceiling",
                                       "fd_gap_closed"]}
     native = one[(one.arm == "native") & (one.metric == "gin_recon_mse")].value.item()
     assert native == gates_one.query("check == 'recon_mse'").value.item()
 
 
-def test_the_gin_gates_measure_this_seeds_gin_on_fixed_held_out_images(tiny):
-    s = aisel.setup(tiny, "breastmnist", 0)
+def test_the_gin_gates_measure_this_seeds_gin_on_fixed_validation_images_never_the_test_split(tiny):
     o = oracle.train_oracle("breastmnist", tiny.oracle)
-    rows = pd.DataFrame(aisel.gin_gates(tiny, s, o, "breastmnist")).set_index("check")["value"]
-    held = data.fixed_subset(s.test, aisel.GATE_IMAGES)  # the whole 100-image test subset here
-    assert len(held) == 100
+    s = aisel.setup(tiny, "breastmnist", 0, o)
+    rows = pd.DataFrame(aisel.gin_gates(tiny, s.gin, s.train, s.val, o, "breastmnist", 0)).set_index("check")["value"]
+    held = data.fixed_subset(s.val, aisel.GATE_IMAGES)  # the whole 60-image validation subset here
+    assert len(held) == 60
     by_hand = ((s.gin.reconstruct(held.x) - held.x) ** 2).mean().item()
     assert rows["recon_mse"] == pytest.approx(by_hand, rel=1e-6)
     assert rows["mean_image_mse"] == pytest.approx(held.x.var(0, unbiased=False).mean().item(), rel=1e-5)
@@ -132,9 +138,38 @@ def test_the_gin_gates_measure_this_seeds_gin_on_fixed_held_out_images(tiny):
     assert rows["min_class_share"] * 30 == pytest.approx(round(rows["min_class_share"] * 30))
 
 
+@pytest.mark.parametrize("passes_from, restarts", [(0, 0), (1, 1), (99, aisel.RESTARTS)])
+def test_the_restart_rule_keeps_the_first_gin_that_passes_from_the_next_training_seeds(tiny, monkeypatch,
+                                                                                      passes_from, restarts):
+    trained, made = [], {}
+
+    def fake_gin_for(cfg, train, seed):  # a GIN is its training seed here
+        trained.append(seed)
+        return made.setdefault(seed, object())
+
+    def fake_gates(cfg, gin, train, val, judge, name, seed):
+        attempt = [k for k, g in made.items() if g is gin][0] // aisel.RESTART_SEED
+        assert val is splits[1] and seed == 7  # validation images; the seed's other draws keep the seed
+        return [gates.row("gin", name, seed, "recon_mse", attempt, threshold=0.5, passed=attempt >= passes_from)]
+
+    monkeypatch.setattr(aisel, "gin_for", fake_gin_for)
+    monkeypatch.setattr(aisel, "gin_gates", fake_gates)
+    splits = ("train", "val")
+    gin, rows = aisel.gated_gin(tiny, *splits, None, "breastmnist", 7)
+    assert trained == [7 + k * aisel.RESTART_SEED for k in range(restarts + 1)]  # at most RESTARTS restarts
+    assert gin is made[trained[-1]]
+    table = pd.DataFrame(rows).set_index("check")
+    assert table.loc["restarts", "value"] == restarts and table.loc["restarts", "passed"]
+    assert table.loc["recon_mse", "value"] == restarts
+    assert table.loc["recon_mse", "passed"] == (passes_from <= aisel.RESTARTS)  # the last GIN kept, failed or not
+    discarded = table[table.index.str.startswith("discarded")]
+    assert list(discarded.index) == [f"discarded{k}_recon_mse" for k in range(restarts)]
+    assert list(discarded.value) == list(range(restarts)) and discarded.passed.all()  # reported, not gated
+
+
 def test_every_run_records_its_kept_check_and_synthetic_images_train_from_the_first_epoch(tiny):
-    s = aisel.setup(tiny, "breastmnist", 0)
     o = oracle.train_oracle("breastmnist", tiny.oracle)
+    s = aisel.setup(tiny, "breastmnist", 0, o)
     f = s.gin.sample_latent(12, generator=torch.Generator().manual_seed(0))
     fit, _ = aisel.fit_synthetic(tiny, s, o, f)
     assert fit.history[0]["n_train"] == len(s.labelled) + 12  # the synthetic images are in epoch 0 already
@@ -147,7 +182,7 @@ def test_every_run_records_its_kept_check_and_synthetic_images_train_from_the_fi
 def test_the_convergence_gate_compares_the_native_run_with_the_same_seed_at_twice_the_budget(tiny):
     res, _ = grid.tables(aisel.run_seed, grid.tasks(tiny, dataset=tiny.datasets, seed=[0, 1]), workers=1)
     doubled = pd.DataFrame(aisel.native_at_2x({"cfg": tiny, "dataset": "breastmnist", "seed": 0}))
-    s = aisel.setup(tiny, "breastmnist", 0)
+    s = aisel.setup(tiny, "breastmnist", 0, oracle.train_oracle("breastmnist", tiny.oracle))
     fit = fit_classifier(s.labelled, s.val, tiny.clf.scaled(2), 0)
     assert fit.schedule.epochs == 2 * s.native.schedule.epochs
     assert doubled.query("metric == 'val_accuracy'").value.item() == aisel.val_accuracy(fit, s.val)
@@ -189,7 +224,7 @@ def test_a_variant_reproduces_the_main_grids_aisel_rows(tiny):
 
 
 def test_the_real_arms_draw_from_the_unlabelled_pool_and_uncertain_takes_the_least_sure(tiny):
-    s = aisel.setup(tiny, "breastmnist", 0)
+    s = aisel.setup(tiny, "breastmnist", 0, oracle.train_oracle("breastmnist", tiny.oracle))
     assert len(s.pool) + len(s.labelled) == len(s.train)
     flat = lambda x: {tuple(v.flatten().tolist()) for v in x}  # noqa: E731
     sets = aisel.real_sets(tiny, s, 12)
@@ -203,8 +238,8 @@ def test_the_real_arms_draw_from_the_unlabelled_pool_and_uncertain_takes_the_lea
 
 
 def test_passes_are_matched_so_larger_sets_get_more_updates_not_fewer_passes(tiny):
-    s = aisel.setup(tiny, "breastmnist", 0)
     o = oracle.train_oracle("breastmnist", tiny.oracle)
+    s = aisel.setup(tiny, "breastmnist", 0, o)
     native = s.native.schedule
     fit, info = aisel.fit_extra(tiny, s, o, s.pool.x[:30])
     assert fit.schedule.epochs == native.epochs == info["real_passes"]

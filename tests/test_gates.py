@@ -103,6 +103,21 @@ def test_reconstruction_gate_against_hand_computed_values():
                         )["oracle_accuracy_recon"]["passed"]
 
 
+def test_reconstruction_gate_per_class_fails_a_class_the_overall_ratio_hides():
+    x = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]).view(5, 1, 1, 2)
+    y = torch.tensor([0, 1, 1, 0, 0])
+    oracle = LabelsOracle(lambda im: torch.tensor([0, 1, 1, 0, 0]) if im[0].sum() == 0
+                          else torch.tensor([1, 1, 1, 0, 0]))  # the first reconstruction (class 0) is called 1
+    rows = by_check(gates.reconstruction_gate(oracle, x, y, x + 0.1, **AT, per_class=True))
+    assert rows["oracle_accuracy_recon"]["value"] == 0.8 and rows["oracle_accuracy_recon"]["passed"]  # 4 of 5
+    assert rows["oracle_accuracy_real_0"]["value"] == 1.0 and rows["oracle_accuracy_real_1"]["value"] == 1.0
+    assert rows["oracle_accuracy_recon_0"]["value"] == pytest.approx(2 / 3)  # 2 of class 0's 3: below 0.8 x 1
+    assert not rows["oracle_accuracy_recon_0"]["passed"] and rows["oracle_accuracy_recon_0"]["threshold"] == 0.8
+    assert rows["oracle_accuracy_recon_1"]["value"] == 1.0 and rows["oracle_accuracy_recon_1"]["passed"]
+    plain = by_check(gates.reconstruction_gate(oracle, x, y, x + 0.1, **AT))
+    assert set(rows) - set(plain) == {f"oracle_accuracy_{kind}_{k}" for kind in ("real", "recon") for k in (0, 1)}
+
+
 def test_error_gate_is_the_label_free_half_of_the_reconstruction_gate():
     x = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]).view(5, 1, 1, 2)
     rows = by_check(gates.error_gate(x, x + 0.1, **AT))

@@ -20,16 +20,27 @@ Where M (or m) is 9 n (`at_paper_ratio`), aisel+M - random+M is the paper's sett
 The scale check re-runs the headline arms with `scaled_gin(cfg)` (SCALE x the GIN's updates).
 
 Quality gates (`latentlab.gates`), on every seed's own models, returned by `run_seed` beside its result rows
-(`latentlab.grid.tables` tells them apart):
+(`latentlab.grid.tables` tells them apart). They read validation and training images only, never the test split,
+because they choose (the restart rule below):
 
-* instrument "gin", `reconstruction_gate` on G(invert(x)) of GATE_IMAGES fixed held-out test images (the same for every
-  seed): the oracle must recognise at least 0.8 x as many reconstructions as real images, and the per-pixel error
-  must be at most 0.6 x that of predicting the mean image. AISEL's selection reads E(x) of the labelled images
-  (eq. 10's fixed points) and decodes G(f): a GIN that does not invert puts both on the wrong images;
+* instrument "gin", `reconstruction_gate` on G(invert(x)) of GATE_IMAGES fixed validation images (the same for every
+  seed): the oracle must recognise at least 0.8 x as many reconstructions as real images, overall and in every class
+  (`per_class`: the oracle labels AISEL's images, so a class it cannot recognise in the GIN's images is a class
+  AISEL cannot add; on PneumoniaMNIST, 3 in 4 validation images are pneumonia, and the overall ratio alone passed
+  GINs whose normal reconstructions the oracle called pneumonia), and the per-pixel error must be at most 0.6 x that
+  of predicting the mean image. AISEL's selection reads E(x) of the labelled images (eq. 10's fixed points) and
+  decodes G(f): a GIN that does not invert puts both on the wrong images;
 * instrument "gin-samples", `sample_gate` on min(GATE_IMAGES, M) samples G(u), u ~ U[-1, 1]^r (the images the oracle
   labels), against 4 x as many fixed training images (the data the GIN imitates): every class at least 1/(3K) of
   the oracle's labels, and a Frechet distance on the oracle's features that closes 70 % of the gap between the mean
   image plus noise (ceiling) and real images (floor);
+* the restart rule (`gated_gin`, declared before any run of it, applied wherever a GIN is trained, in 01 and 06
+  alike): a GAN run can fail where another with the same budget succeeds, so a GIN that fails a gate is discarded
+  and trained again from the next training seed (seed + k x RESTART_SEED), at most RESTARTS times. The kept GIN's
+  gates are the seed's "gin" and "gin-samples" rows; the number of restarts is the reported row "gin"/`restarts`,
+  and each discarded GIN's gate values are reported rows `discarded<k>_<check>` (not gated). The rule selects on
+  the gates' own images, so the kept GIN's gate values are a little optimistic: they are read as pass / fail, never
+  as a measure of quality beside other seeds;
 * instrument "classifier", `native_at_2x` (a grid task per dataset, seed 0 only) and `gates.classifier_convergence`:
   the native classifier retrained at 2x its budget (`ClfConfig.scaled(2)`) moves its validation accuracy by less
   than max(1 point, the sd of that accuracy over the seeds).
@@ -69,8 +80,10 @@ PAPER_RATIO = 9  # the paper's m / n (1134 / 126): where M = 9 n, aisel+M and ra
 SCALE = 4  # the scale check: this many times the generator's and encoder's budget (`scaled_gin`)
 BOUNDARY = 0.95  # a latent point with some |f_j| above this lies on the boundary of [-1, 1]^r
 N_ENERGY = 2000  # candidates of mu_h on which a set's energy distance (eq. 10's objective) is measured
-GATE_IMAGES = 1000  # held-out images of the reconstruction gate; samples of the sample gate (at most M of them)
+GATE_IMAGES = 1000  # validation images of the reconstruction gate (all if fewer); samples of the sample gate (<= M)
 REAL_PER_SAMPLE = 4  # the sample gate's real images: this many per sample (held-out floor + reference)
+RESTARTS = 2  # the restart rule (`gated_gin`): a GIN that fails a gate is trained again, at most this many times ...
+RESTART_SEED = 100_000  # ... the k-th time from training seed seed + k x RESTART_SEED (the other draws keep seed)
 
 
 @dataclass(frozen=True)
@@ -138,8 +151,8 @@ def labelled_subset(cfg: Config, train: data.Dataset, name: str, seed: int) -> d
 
 @dataclass(frozen=True)
 class Setup:
-    """One (dataset, seed): its splits, the n labelled images, its GIN and the fit of the classifier C on the
-    labelled images (C of eq. 7, and the `native` arm)."""
+    """One (dataset, seed): its splits, the n labelled images, its GIN (kept by the restart rule, `gated_gin`) with
+    its gate rows, and the fit of the classifier C on the labelled images (C of eq. 7, and the `native` arm)."""
 
     seed: int
     train: data.Dataset
@@ -149,19 +162,22 @@ class Setup:
     pool: data.Dataset      # the unlabelled rest of the training split (the real arms' candidates)
     gin: GIN
     native: FitResult
+    gate_rows: tuple = ()   # the GIN's gate rows (`gated_gin`)
 
     @property
     def classifier(self) -> nn.Module:
         return self.native.model
 
 
-def setup(cfg: Config, name: str, seed: int) -> Setup:
-    """Read the dataset's splits once; draw the seed's stratified labelled subset; train (or load) its GIN and C."""
+def setup(cfg: Config, name: str, seed: int, oracle: Oracle) -> Setup:
+    """Read the dataset's splits once; draw the seed's stratified labelled subset; train (or load) its GIN under the
+    restart rule (`gated_gin`, judged by `oracle`) and C."""
     train, val, test = splits(cfg, name)
     index = labelled_index(cfg, train, name, seed)
     labelled, pool = train.subset(index), train.subset(np.setdiff1d(np.arange(len(train)), index))
-    gin = gin_for(cfg, train, seed)
-    return Setup(seed, train, val, test, labelled, pool, gin, fit_classifier(labelled, val, cfg.clf, seed))
+    gin, rows = gated_gin(cfg, train, val, oracle, name, seed)
+    return Setup(seed, train, val, test, labelled, pool, gin, fit_classifier(labelled, val, cfg.clf, seed),
+                 tuple(rows))
 
 
 @dataclass(frozen=True)
@@ -298,18 +314,36 @@ def effective_sample_size(h: torch.Tensor) -> float:
 # --------------------------------------------------------------------------- quality gates
 
 
-def gin_gates(cfg: Config, s: Setup, oracle: Oracle, name: str) -> list[dict]:
-    """This seed's GIN through its two gates (module docstring): `reconstruction_gate` on G(E(x)) of GATE_IMAGES
-    fixed test images (instrument "gin") and `sample_gate` on min(GATE_IMAGES, M) samples G(u) against
-    REAL_PER_SAMPLE x as many fixed training images (instrument "gin-samples")."""
-    held = data.fixed_subset(s.test, GATE_IMAGES)
-    rows = gates.reconstruction_gate(oracle, held.x, held.y, s.gin.reconstruct(held.x), instrument="gin",
-                                     dataset=name, seed=s.seed)
+def gin_gates(cfg: Config, gin: GIN, train: data.Dataset, val: data.Dataset, oracle: Oracle, name: str,
+              seed: int) -> list[dict]:
+    """A GIN through its two gates (module docstring): `reconstruction_gate` on G(E(x)) of GATE_IMAGES fixed
+    validation images (instrument "gin") and `sample_gate` on min(GATE_IMAGES, M) samples G(u) against
+    REAL_PER_SAMPLE x as many fixed training images (instrument "gin-samples"). No test image is read."""
+    held = data.fixed_subset(val, GATE_IMAGES)
+    rows = gates.reconstruction_gate(oracle, held.x, held.y, gin.reconstruct(held.x), instrument="gin",
+                                     dataset=name, seed=seed, per_class=True)
     n = min(GATE_IMAGES, cfg.m_large)
-    u = s.gin.sample_latent(n, generator=torch.Generator().manual_seed(20_000 + s.seed))
-    real = data.fixed_subset(s.train, REAL_PER_SAMPLE * n)
-    return rows + gates.sample_gate(oracle, s.gin.generate(u), real.x, n_classes=s.train.n_classes,
-                                    instrument="gin-samples", dataset=name, seed=s.seed)
+    u = gin.sample_latent(n, generator=torch.Generator().manual_seed(20_000 + seed))
+    real = data.fixed_subset(train, REAL_PER_SAMPLE * n)
+    return rows + gates.sample_gate(oracle, gin.generate(u), real.x, n_classes=train.n_classes,
+                                    instrument="gin-samples", dataset=name, seed=seed)
+
+
+def gated_gin(cfg: Config, train: data.Dataset, val: data.Dataset, oracle: Oracle, name: str,
+              seed: int) -> tuple[GIN, list[dict]]:
+    """The restart rule (module docstring): train (or load) the seed's GIN (`gin_for`) and gate it (`gin_gates`);
+    while a gate fails, and at most RESTARTS times, discard it and train the next one from training seed
+    seed + k x RESTART_SEED. Returns the kept GIN and its gate rows, then the reported rows "gin"/`restarts` (k) and
+    `discarded<k>_<check>` (each discarded GIN's gate values, not gated). After RESTARTS restarts the last GIN is
+    kept with its failed rows: its claims read "not tested"."""
+    discarded = []
+    for k in range(RESTARTS + 1):
+        gin = gin_for(cfg, train, seed + k * RESTART_SEED)
+        rows = gin_gates(cfg, gin, train, val, oracle, name, seed)
+        if all(r["passed"] for r in rows) or k == RESTARTS:
+            break
+        discarded += [gates.row(r["instrument"], name, seed, f"discarded{k}_{r['check']}", r["value"]) for r in rows]
+    return gin, rows + [gates.row("gin", name, seed, "restarts", k)] + discarded
 
 
 def native_at_2x(task: dict) -> list[dict]:
@@ -332,23 +366,30 @@ def oracle_for(task: dict) -> Oracle:
 
 
 def train_gin(task: dict) -> dict:
-    """Grid task: train (or load) the GIN of one (dataset, seed); its errors of Theorem 1 on the GATE_IMAGES test
-    images of its gate (`recon_mse`: real images, the "gin" gate's; see `latentlab.models.gin.inversion_errors`)."""
+    """Grid task: train (or load) the GIN of one (dataset, seed) under the restart rule (`gated_gin`; with
+    task["gated"] False, the seed's first GIN `gin_for` alone: exercise 5 measures GINs at given budgets); its errors
+    of Theorem 1 on the GATE_IMAGES validation images of its gate (`recon_mse`: real images, the "gin" gate's; see
+    `latentlab.models.gin.inversion_errors`) and, gated, its `restarts`."""
     cfg, name, seed = task["cfg"], task["dataset"], task["seed"]
-    train, _, test = splits(cfg, name)
-    errors = inversion_errors(gin_for(cfg, train, seed), data.fixed_subset(test, GATE_IMAGES).x)
-    return {"dataset": name, "seed": seed, "gan_steps": cfg.gan_steps, "encoder_steps": cfg.encoder_steps,
-            "recon_mse": errors.pop("real_recon_mse"), **errors}
+    train, val, _ = splits(cfg, name)
+    out = {"dataset": name, "seed": seed, "gan_steps": cfg.gan_steps, "encoder_steps": cfg.encoder_steps}
+    if task.get("gated", True):
+        gin, rows = gated_gin(cfg, train, val, train_oracle(name, cfg.oracle), name, seed)
+        out["restarts"] = int(next(r["value"] for r in rows if r["check"] == "restarts"))
+    else:
+        gin = gin_for(cfg, train, seed)
+    errors = inversion_errors(gin, data.fixed_subset(val, GATE_IMAGES).x)
+    return out | {"recon_mse": errors.pop("real_recon_mse"), **errors}
 
 
 def run_seed(task: dict) -> list[dict]:
     """Every arm of one (dataset, seed): tidy rows (dataset, arm, seed, metric, value, n_synthetic: the extra images,
-    synthetic or real), then the gate rows of this seed's GIN (`gin_gates`; `latentlab.gates.COLUMNS`). The native
+    synthetic or real), then the gate rows of this seed's GIN (`gated_gin`; `latentlab.gates.COLUMNS`). The native
     arm carries `gin_recon_mse` (the gate's `recon_mse`), `real_passes` and `weights_ess` (of the entropy weights)."""
     cfg, name, seed = task["cfg"], task["dataset"], task["seed"]
-    s = setup(cfg, name, seed)
     oracle = train_oracle(name, cfg.oracle)
-    gate_rows = gin_gates(cfg, s, oracle, name)
+    s = setup(cfg, name, seed, oracle)
+    gate_rows = list(s.gate_rows)
     recon = next(r["value"] for r in gate_rows if r["instrument"] == "gin" and r["check"] == "recon_mse")
     view = synthetic_sets(cfg, s, cfg.m_small, cfg.m_large)
     wanted = task.get("arms", ARMS)  # the scale check runs the headline arms only
@@ -374,8 +415,8 @@ def at_paper_ratio(cfg: Config) -> dict[str, str]:
 def run_curve(task: dict) -> list[dict]:
     """'Query less for more': accuracy of AISEL and random synthesis at one more synthetic-set size (task["size"])."""
     cfg, name, seed, size = task["cfg"], task["dataset"], task["seed"], task["size"]
-    s = setup(cfg, name, seed)
     oracle = train_oracle(name, cfg.oracle)
+    s = setup(cfg, name, seed, oracle)
     sets = synthetic_sets(cfg, s, size, size).sets
     return [row for method, arm in (("random", "random+m"), ("aisel", "aisel+m"))
             for row in results.rows(name, f"curve:{method}", seed,
@@ -398,8 +439,8 @@ def run_variant(task: dict) -> list[dict]:
     """Grid task of exercises 1-2: aisel+m as the main grid selects it and as `VARIANTS[task["variant"]]` does,
     each retrained and measured (the aisel+m rows equal the main grid's for the same config, dataset and seed)."""
     cfg, name, seed, variant = task["cfg"], task["dataset"], task["seed"], task["variant"]
-    s = setup(cfg, name, seed)
     oracle = train_oracle(name, cfg.oracle)
+    s = setup(cfg, name, seed, oracle)
     view = synthetic_sets(cfg, s, cfg.m_small, cfg.m_small)
     beta, anchored = VARIANTS[variant]["beta"], VARIANTS[variant]["anchored"]
     sets = {"aisel+m": view.sets["aisel+m"],
@@ -422,8 +463,8 @@ def run_labels(task: dict) -> list[dict]:
     """Grid task of exercise 3: random+m and aisel+m trained on the oracle's hard labels (argmax) and on its
     probabilities (soft cross-entropy). Both without class weights: balanced weights need hard labels."""
     cfg, name, seed = task["cfg"], task["dataset"], task["seed"]
-    s = setup(cfg, name, seed)
     oracle = train_oracle(name, cfg.oracle)
+    s = setup(cfg, name, seed, oracle)
     sets = synthetic_sets(cfg, s, cfg.m_small, cfg.m_small).sets
     clf = passes_matched(cfg, s).replace(class_weight=None)
     rows = []

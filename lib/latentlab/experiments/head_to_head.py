@@ -6,8 +6,8 @@ One task is one dataset and one seed, {"cfg": Config, "dataset": name, "seed": s
    per dataset, ORACLE_*: the annotator of `real+m` and `aisel+m`, and the judge of every gate);
 2. trains (or loads) the seed's generative models on the unlabelled training images, one per method, each built by
    its own notebook's experiment module from that notebook's parameters cell (its best setting) with the few
-   budgets this notebook overrides (`method_config`): the GIN of 01 (`aisel.gin_for`), the autoencoder of 02
-   (`tsynd.autoencoder_for`), the 2-D encoder of 03 (`query_selection.seed_view`), the VAE of 04
+   budgets this notebook overrides (`method_config`): the GIN of 01 (`aisel.gated_gin`, 01's restart rule), the
+   autoencoder of 02 (`tsynd.autoencoder_for`), the 2-D encoder of 03 (`query_selection.seed_view`), the VAE of 04
    (`vae_augmentation.fit_vae`) and the AutoencoderKL of 05 (through `cam_fusion_arm`, the one adapter to 05). The
    labelled budgets of a seed share them; each is charged in full to every budget (a practitioner with one budget
    pays for it all);
@@ -27,7 +27,10 @@ One task is one dataset and one seed, {"cfg": Config, "dataset": name, "seed": s
 5. counts each arm's cost (`cost_rows`): annotations (n, or n + m), CPU seconds (its generative models' training from
    a cold cache, `latentlab.cache.training_costs`, plus its selection or synthesis and its classifier) and wall
    seconds;
-6. returns the gate rows of every generative model of the seed (the method modules' own gates), per setting.
+6. returns the gate rows of every generative model of the seed (the method modules' own gates, on the images their
+   notebooks gate on), per setting. The GIN is 01's `aisel.gated_gin`: its gates read validation images, and a GIN
+   that fails them is trained again from the next training seed (01's restart rule); every GIN trained, and the
+   gates that chose it, count in aisel+m's cost.
 
 The classifier's convergence ("classifier") is a small grid of its own (`convergence_rows`, `classifier_gates`).
 """
@@ -270,9 +273,10 @@ def train_models(cfg: Config, mcfg: dict, name: str, seed: int, splits: Splits, 
     m = Models()
     arms = set(cfg.arms)
     if "aisel+m" in arms:
-        with metered() as m.cost["aisel+m"]:
-            m.gin = aisel.gin_for(mcfg["aisel+m"], splits.train, seed)
-        m.gates += aisel_gates(mcfg["aisel+m"], m.gin, splits, oracle, name, seed)
+        with metered() as m.cost["aisel+m"]:  # 01's restart rule and its gates are part of the method: counted
+            m.gin, rows = aisel.gated_gin(gate_config(mcfg["aisel+m"], splits), splits.train, splits.val, oracle,
+                                          name, seed)
+        m.gates += rows
     if "tsynd-mi" in arms:
         # 02's autoencoder sees every training image (AE_DATA 'all'): the labelled subset plays no part in it
         d = tsynd.SeedData(name, seed, splits.train, splits.val, splits.test, splits.train.subset([0]))
@@ -307,12 +311,11 @@ def aisel_images(acfg, s: aisel.Setup, m: int) -> torch.Tensor:
     return s.gin.generate(aisel.synthetic_sets(acfg, s, m, m, arms=("aisel+m",)).sets["aisel+m"])
 
 
-def aisel_gates(acfg, gin, splits: Splits, oracle: Oracle, name: str, seed: int) -> list[dict]:
-    """01's gin gates (they read the GIN and the splits only), with M (the sample gate's size) within what the
-    training split can hold 4 x."""
-    m_large = max(1, min(aisel.GATE_IMAGES, acfg.m_large, len(splits.train) // aisel.REAL_PER_SAMPLE))
-    s = aisel.Setup(seed, splits.train, splits.val, splits.test, splits.train, splits.train, gin, None)
-    return aisel.gin_gates(acfg.replace(m_large=m_large), s, oracle, name)
+def gate_config(acfg, splits: Splits):
+    """01's config with M (the size of its sample gate, `aisel.gin_gates`) within what the training split can hold
+    REAL_PER_SAMPLE x; the GIN itself does not depend on M."""
+    return acfg.replace(m_large=max(1, min(aisel.GATE_IMAGES, acfg.m_large,
+                                           len(splits.train) // aisel.REAL_PER_SAMPLE)))
 
 
 # The one adapter to notebook 05's module: every use of `cam_fusion` goes through the two functions below, so a change
@@ -529,8 +532,9 @@ DATASET_CANDIDATES = ("pneumoniamnist", "breastmnist")  # the issue's two datase
 
 def dataset_record(candidates=DATASET_CANDIDATES, seed: int = 0, workers: int | None = None) -> pd.DataFrame:
     """The default profile's instruments on each candidate dataset: `run_seed` of one seed with the parameters cell
-    of this notebook (every method at the budget it runs at) and its gate rows (the gates read the validation and
-    held-out splits the methods' own notebooks gate on; no claim, no test metric enters the choice)."""
+    of this notebook (every method at the budget it runs at) and its gate rows (each method's gates read the images
+    its own notebook gates on: validation images for 01, 03 and 05, fixed test images for 02's and 04's
+    reconstruction and augmentation gates; no claim's metric enters the choice)."""
     params = _notebook_parameters(Config.NOTEBOOK) | {"DATASETS": list(candidates), "SEEDS": [seed]}
     cfg = Config.from_parameters(params)
     _, rows = grid.tables(run_seed, tasks(cfg), workers=workers, desc="dataset record")

@@ -14,14 +14,14 @@ from latentlab.plotting import image_grid
 
 
 def samples_and_reconstructions(gins: dict, seed: int, n: int = 32) -> plt.Figure:
-    """Per dataset (a column of {name: (gin, test split)}): n samples G(u), u ~ U[-1, 1]^r (drawn with seed 0, in
-    eval mode), and 16 real test images above their reconstructions G(f(x)), f(x) = `GIN.invert(x)`."""
+    """Per dataset (a column of {name: (gin, held-out images)}): n samples G(u), u ~ U[-1, 1]^r (drawn with seed 0,
+    in eval mode), and the first 16 held-out images above their reconstructions G(f(x)), f(x) = `GIN.invert(x)`."""
     fig, axes = plt.subplots(2, len(gins), figsize=(4.2 * len(gins), 5.6), squeeze=False)
-    for j, (name, (gin, test)) in enumerate(gins.items()):
+    for j, (name, (gin, held)) in enumerate(gins.items()):
         u = gin.sample_latent(n, generator=torch.Generator().manual_seed(0))
         image_grid(gin.generate(u), nrow=8, ax=axes[0, j],
                    title=f"{name}, seed {seed}: G(u), u ~ U[-1,1]^{gin.latent_dim}")
-        image_grid(torch.cat([test.x[:16], gin.reconstruct(test.x[:16])]), nrow=8, ax=axes[1, j],
+        image_grid(torch.cat([held.x[:16], gin.reconstruct(held.x[:16])]), nrow=8, ax=axes[1, j],
                    title="real (rows 1-2) and G(f(x)), f = E refined (rows 3-4)")
     fig.tight_layout()
     return fig
