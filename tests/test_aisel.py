@@ -152,6 +152,7 @@ def test_the_restart_rule_keeps_the_first_gin_that_passes_from_the_next_training
         assert val is splits[1] and seed == 7  # validation images; the seed's other draws keep the seed
         return [gates.row("gin", name, seed, "recon_mse", attempt, threshold=0.5, passed=attempt >= passes_from)]
 
+    monkeypatch.setattr(aisel, "_GATED", {})
     monkeypatch.setattr(aisel, "gin_for", fake_gin_for)
     monkeypatch.setattr(aisel, "gin_gates", fake_gates)
     splits = ("train", "val")
@@ -165,6 +166,9 @@ def test_the_restart_rule_keeps_the_first_gin_that_passes_from_the_next_training
     discarded = table[table.index.str.startswith("discarded")]
     assert list(discarded.index) == [f"discarded{k}_recon_mse" for k in range(restarts)]
     assert list(discarded.value) == list(range(restarts)) and discarded.passed.all()  # reported, not gated
+    again = aisel.gated_gin(tiny, *splits, None, "breastmnist", 7, remember=True)
+    assert aisel.gated_gin(tiny, *splits, None, "breastmnist", 7, remember=True)[0] is again[0]
+    assert len(trained) == 2 * (restarts + 1)  # remembered: gated once in this process, not twice
 
 
 def test_every_run_records_its_kept_check_and_synthetic_images_train_from_the_first_epoch(tiny):
