@@ -56,7 +56,7 @@ The grid functions (`run_seed`, `run_curve`, `train_gin`, `oracle_for`, `native_
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import torch
@@ -127,11 +127,16 @@ def splits(cfg: Config, name: str) -> tuple[data.Dataset, data.Dataset, data.Dat
     return train, data.fixed_subset(val, cfg.n_val), data.fixed_subset(test, cfg.n_test)
 
 
+def gin_config(cfg: Config, seed: int) -> GINConfig:
+    """The GIN of a training seed, as the notebook's parameters set it."""
+    return GINConfig(latent_dim=cfg.latent_dim, width=cfg.gin_width, gan_steps=cfg.gan_steps, n_critic=cfg.n_critic,
+                     encoder_steps=cfg.encoder_steps, lr=cfg.gan_lr, batch_size=cfg.gan_batch, seed=seed,
+                     invert_steps=cfg.invert_steps)
+
+
 def gin_for(cfg: Config, train: data.Dataset, seed: int) -> GIN:
     """This seed's GIN, trained on the (unlabelled) training images; cached by its config and those images."""
-    return fit_gin(train.x, GINConfig(latent_dim=cfg.latent_dim, width=cfg.gin_width, gan_steps=cfg.gan_steps,
-                                      n_critic=cfg.n_critic, encoder_steps=cfg.encoder_steps, lr=cfg.gan_lr,
-                                      batch_size=cfg.gan_batch, seed=seed, invert_steps=cfg.invert_steps))
+    return fit_gin(train.x, gin_config(cfg, seed))
 
 
 def scaled_gin(cfg: Config) -> Config:
@@ -339,8 +344,7 @@ def gated_gin(cfg: Config, train: data.Dataset, val: data.Dataset, oracle: Oracl
     grid tasks and exercises call `setup` for the same seed again and again); 06 meters the call, so it does not."""
     if not remember:
         return _gate_and_restart(cfg, train, val, oracle, name, seed)
-    key = (str(cache_dir()), name, seed, id(oracle), len(val), cfg.m_large, cfg.latent_dim, cfg.gin_width,
-           cfg.gan_steps, cfg.n_critic, cfg.encoder_steps, cfg.gan_lr, cfg.gan_batch, cfg.invert_steps)
+    key = (str(cache_dir()), name, id(oracle), len(val), cfg.m_large, astuple(gin_config(cfg, seed)))
     if key not in _GATED:
         _GATED[key] = _gate_and_restart(cfg, train, val, oracle, name, seed)
     gin, rows = _GATED[key]
